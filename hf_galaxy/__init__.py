@@ -1,0 +1,47 @@
+"""hf-galaxy: fine-tune Hugging Face vision models on Galaxy Zoo data and publish them on the Hub.
+
+The public API is re-exported here lazily, so ``import hf_galaxy`` stays cheap (no torch import)::
+
+    from hf_galaxy import load_galaxy_dataset
+    ds = load_galaxy_dataset("GalaxyZoo1_DR_table2.csv", "cutouts/", label_scheme="clean")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_galaxy_dataset": "hf_galaxy.dataset",
+    "GalaxyDatasetDict": "hf_galaxy.dataset",
+    "LoadReport": "hf_galaxy.dataset",
+    "read_catalog": "hf_galaxy.catalogs",
+    "Catalog": "hf_galaxy.catalogs",
+    "make_labels": "hf_galaxy.labels",
+    "make_galaxy_zoo": "hf_galaxy.synthetic",
+}
+
+__all__ = [
+    "__version__",
+    "load_galaxy_dataset",
+    "GalaxyDatasetDict",
+    "LoadReport",
+    "read_catalog",
+    "Catalog",
+    "make_labels",
+    "make_galaxy_zoo",
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hf_galaxy.catalogs import Catalog, read_catalog
+    from hf_galaxy.dataset import GalaxyDatasetDict, LoadReport, load_galaxy_dataset
+    from hf_galaxy.labels import make_labels
+    from hf_galaxy.synthetic import make_galaxy_zoo
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'hf_galaxy' has no attribute {name!r}")

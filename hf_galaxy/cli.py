@@ -1,0 +1,68 @@
+"""The ``hf-galaxy`` command line: ``hf-galaxy <command> --help`` for each command.
+
+Each command lives in its own module under :mod:`hf_galaxy.commands`, exposing ``HELP`` (one line),
+``add_arguments(parser)`` and ``run(args) -> int``; modules are imported only when their command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+COMMANDS: dict[str, str] = {
+    "synth": "hf_galaxy.commands.synth",
+    "prepare": "hf_galaxy.commands.prepare",
+    "train": "hf_galaxy.commands.train",
+    "evaluate": "hf_galaxy.commands.evaluate",
+    "predict": "hf_galaxy.commands.predict",
+    "publish": "hf_galaxy.commands.publish",
+    "ensemble": "hf_galaxy.commands.ensemble",
+    "demo": "hf_galaxy.commands.demo",
+}
+
+
+def _available() -> dict[str, str]:
+    """Commands whose module is present in this installation."""
+    out = {}
+    for name, mod in COMMANDS.items():
+        if importlib.util.find_spec(mod) is not None:
+            out[name] = mod
+    return out
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; only ``command``'s module is imported (all of them for ``--help``)."""
+    parser = argparse.ArgumentParser(prog="hf-galaxy", description=__doc__.splitlines()[0])
+    from hf_galaxy import __version__
+
+    parser.add_argument("--version", action="version", version=f"hf-galaxy {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, mod_name in _available().items():
+        if command is not None and name != command:
+            sub.add_parser(name)
+            continue
+        mod = importlib.import_module(mod_name)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hf-galaxy`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command not in _available():
+        command = None
+    parser = build_parser(command)
+    args = parser.parse_args(argv)
+    if getattr(args, "_run", None) is None:
+        parser.print_help()
+        return 2
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

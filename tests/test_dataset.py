@@ -1,0 +1,237 @@
+"""load_galaxy_dataset: features, splits, skip report, cache, image conversion, streaming."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import hf_galaxy.dataset as hd
+from hf_galaxy import load_galaxy_dataset
+from hf_galaxy.catalogs import CatalogError
+from hf_galaxy.dataset import ImageError, assign_splits, describe, open_image
+
+FIXTURES = Path(__file__).parent / "fixtures"
+GZ1_NAMES = ["elliptical", "clockwise_spiral", "anticlockwise_spiral", "edge_on", "star_or_unknown", "merger"]
+
+
+def write_gz1(root: Path, n: int = 60, seed: int = 0, size: int = 40) -> tuple[Path, Path]:
+    """A GZ1 Table 2 CSV with ``n`` galaxies and small random JPEG cutouts named by OBJID."""
+    rng = np.random.default_rng(seed)
+    images = root / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        oid = 587722981742084144 + i * 7
+        f = np.round(rng.dirichlet(np.full(6, 0.4)), 3)
+        f[int(np.argmax(f))] += round(1 - f.sum(), 3)
+        rows.append({"OBJID": oid, "RA": f"{i % 24:02d}:{i % 60:02d}:12.34", "DEC": f"-00:{i % 60:02d}:25.7",
+                     "NVOTE": 30 + i, "P_EL": f[0], "P_CW": f[1], "P_ACW": f[2], "P_EDGE": f[3], "P_DK": f[4],
+                     "P_MG": f[5], "P_CS": f[1] + f[2] + f[3], "P_EL_DEBIASED": f[0],
+                     "P_CS_DEBIASED": f[1] + f[2] + f[3], "SPIRAL": 0, "ELLIPTICAL": 0, "UNCERTAIN": 1})
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(images / f"{oid}.jpg")
+    cat = root / "catalog.csv"
+    pd.DataFrame(rows).to_csv(cat, index=False)
+    return cat, images
+
+
+@pytest.fixture()
+def gz1(tmp_path: Path) -> tuple[Path, Path]:
+    return write_gz1(tmp_path / "gz1")
+
+
+def corrupt(images: Path, ids: list[str]) -> None:
+    """Make ids[0] zero-byte, delete ids[1], truncate ids[2]."""
+    (images / f"{ids[0]}.jpg").write_bytes(b"")
+    (images / f"{ids[1]}.jpg").unlink()
+    data = (images / f"{ids[2]}.jpg").read_bytes()
+    (images / f"{ids[2]}.jpg").write_bytes(data[: len(data) // 2])
+
+
+def test_features_splits_and_labels(gz1, tmp_path) -> None:
+    cat, images = gz1
+    dsd = load_galaxy_dataset(cat, images, cache_dir=tmp_path / "cache", image_size=32)
+    assert set(dsd) == {"train", "validation", "test"}
+    train = dsd["train"]
+    assert train.features["label"].names == GZ1_NAMES
+    assert set(train.column_names) == {"image", "label", "votes", "id", "ra", "dec"}
+    ex = train[0]
+    assert ex["image"].size == (32, 32) and ex["image"].mode == "RGB"
+    assert len(ex["votes"]) == 6 and int(np.argmax(ex["votes"])) == ex["label"]
+    ids = [set(dsd[s]["id"]) for s in dsd]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert sum(len(i) for i in ids) == 60
+    table = pd.read_csv(cat, dtype={"OBJID": str}).set_index("OBJID")
+    for row in dsd["test"]:
+        fr = table.loc[row["id"], ["P_EL", "P_CW", "P_ACW", "P_EDGE", "P_DK", "P_MG"]].to_numpy(float)
+        np.testing.assert_allclose(row["votes"], fr / fr.sum(), atol=1e-5)
+    info = describe(dsd)
+    assert info["release"] and info["label_scheme"] == "plurality" and info["class_names"] == GZ1_NAMES
+    assert sum(info["split_sizes"].values()) == 60
+
+
+def test_split_is_deterministic_stratified_and_order_independent() -> None:
+    labels = np.repeat(np.arange(3), [50, 30, 20])
+    ids = [f"id{i:03d}" for i in range(100)]
+    a = assign_splits(labels, ids, seed=1)
+    perm = np.random.default_rng(5).permutation(100)
+    b = assign_splits(labels[perm], [ids[i] for i in perm], seed=1)
+    assert dict(zip(ids, a)) == {ids[i]: s for i, s in zip(perm, b)}
+    for cls, k in zip(range(3), [50, 30, 20]):
+        part = a[labels == cls]
+        assert (part == "validation").sum() == round(k * 0.1) and (part == "test").sum() == round(k * 0.1)
+    assert (assign_splits(labels, ids, seed=2) != a).any()
+
+
+def test_bad_images_are_skipped_reported_and_written_next_to_cache(gz1, tmp_path) -> None:
+    cat, images = gz1
+    ids = sorted(p.stem for p in images.glob("*.jpg"))[:3]
+    corrupt(images, ids)
+    dsd = load_galaxy_dataset(cat, images, cache_dir=tmp_path / "cache", image_size=32)
+    assert sum(len(d) for d in dsd.values()) == 57
+    reasons = {d["id"]: d["reason"] for d in dsd.report.dropped}
+    assert reasons == {ids[0]: "zero-byte image file", ids[1]: "missing image file",
+                       ids[2]: "truncated image file"}
+    report_path = Path(dsd.report.path)
+    assert report_path.parent == Path(dsd["train"].cache_files[0]["filename"]).parent
+    with open(report_path) as f:
+        rows = list(csv.DictReader(f))
+    assert {r["id"] for r in rows} == set(ids) and all(r["stage"] == "image" for r in rows)
+    summary = dsd.report.summary()
+    for reason in ("zero-byte image file", "missing image file", "truncated image file"):
+        assert f"dropped 1: image: {reason}" in summary
+    kept = {i for d in dsd.values() for i in d["id"]}
+    assert not kept & set(ids)
+
+
+def test_strict_raises_at_first_bad_image(gz1, tmp_path) -> None:
+    cat, images = gz1
+    ids = sorted(p.stem for p in images.glob("*.jpg"))[:3]
+    corrupt(images, ids)
+    with pytest.raises(ImageError, match="strict=True"):
+        load_galaxy_dataset(cat, images, cache_dir=tmp_path / "cache", strict=True)
+
+
+def test_second_identical_call_is_served_from_cache(gz1, tmp_path, monkeypatch) -> None:
+    cat, images = gz1
+    first = load_galaxy_dataset(cat, images, cache_dir=tmp_path / "cache", image_size=32)
+
+    calls: list[str] = []
+    real = hd.prepare_image
+
+    def counting(path, *args, **kwargs):
+        calls.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(hd, "prepare_image", counting)
+    second = load_galaxy_dataset(cat, images, cache_dir=tmp_path / "cache", image_size=32)
+    assert calls == []
+    for s in first:
+        assert second[s]["id"] == first[s]["id"]
+        assert second[s].cache_files == first[s].cache_files
+    # A changed input file invalidates the cache: the images are prepared again.
+    target = images / f"{first['train'][0]['id']}.jpg"
+    st = target.stat()
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000_000))
+    load_galaxy_dataset(cat, images, cache_dir=tmp_path / "cache", image_size=32)
+    assert len(calls) > 0
+
+
+def test_num_proc_gives_the_same_dataset(gz1, tmp_path) -> None:
+    cat, images = gz1
+    serial = load_galaxy_dataset(cat, images, cache_dir=tmp_path / "c1", image_size=16)
+    parallel = load_galaxy_dataset(cat, images, cache_dir=tmp_path / "c2", image_size=16, num_proc=2)
+    for s in serial:
+        assert sorted(serial[s]["id"]) == sorted(parallel[s]["id"])
+
+
+def test_streaming_returns_iterable_splits_without_bad_rows(gz1, tmp_path) -> None:
+    import datasets
+
+    cat, images = gz1
+    ids = sorted(p.stem for p in images.glob("*.jpg"))[:3]
+    corrupt(images, ids)
+    dsd = load_galaxy_dataset(cat, images, streaming=True, image_size=16)
+    assert all(isinstance(d, datasets.IterableDataset) for d in dsd.values())
+    seen = [ex["id"] for d in dsd.values() for ex in d]
+    assert len(seen) == 57 and not set(seen) & set(ids)
+    first = next(iter(dsd["train"]))
+    assert first["image"].size == (16, 16)
+
+
+def test_duplicate_ids_are_an_error(gz1, tmp_path) -> None:
+    cat, images = gz1
+    df = pd.read_csv(cat, dtype={"OBJID": str})
+    df = pd.concat([df, df.iloc[[3]]])
+    df.to_csv(cat, index=False)
+    with pytest.raises(CatalogError, match=f"duplicate galaxy ids.*{df.iloc[3]['OBJID']}"):
+        load_galaxy_dataset(cat, images, cache_dir=tmp_path / "cache")
+
+
+def test_empty_after_filtering_says_which_filter(gz1, tmp_path) -> None:
+    cat, images = gz1
+    with pytest.raises(ValueError, match="below threshold 0.999"):
+        load_galaxy_dataset(cat, images, label_scheme="clean", threshold=0.999, cache_dir=tmp_path / "c")
+
+
+def test_catalogue_split_column_is_respected(tmp_path) -> None:
+    root = tmp_path / "folder"
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("val", 3), ("test", 3)):
+        for cls in ("a", "b"):
+            d = root / split / cls
+            d.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(d / f"{split}{cls}{i}.png")
+    dsd = load_galaxy_dataset(root, cache_dir=tmp_path / "cache")
+    assert {s: len(d) for s, d in dsd.items()} == {"train": 12, "validation": 6, "test": 6}
+    assert all(i.startswith("val") for i in dsd["validation"]["id"])
+    assert dsd["train"].features["label"].names == ["a", "b"]
+
+
+# ------------------------------------------------------------------------------------------ image modes
+def _png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_image_modes_convert_to_rgb_consistently(tmp_path) -> None:
+    gray = np.zeros((10, 10), dtype=np.uint8)
+    gray[2, 3] = 200
+    Image.fromarray(gray, "L").save(tmp_path / "gray.png")
+    rgba = np.zeros((10, 10, 4), dtype=np.uint8)
+    rgba[..., :3] = 255
+    rgba[..., 3] = 0
+    rgba[2, 3] = (200, 200, 200, 255)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    deep = (gray.astype(np.uint16) * 257)
+    Image.fromarray(deep).save(tmp_path / "deep.png")  # 16-bit grayscale PNG
+    from astropy.io import fits
+
+    fits.PrimaryHDU(gray.astype(np.float32)[::-1]).writeto(tmp_path / "cut.fits")  # FITS rows are bottom-up
+    cube = np.stack([gray, gray, gray]).astype(np.float32)[:, ::-1]
+    fits.PrimaryHDU(cube).writeto(tmp_path / "cube.fits")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    out = {n: np.asarray(open_image(tmp_path / n)) for n in ("gray.png", "rgba.png", "deep.png", "cut.fits",
+                                                              "cube.fits")}
+    for name, arr in out.items():
+        assert arr.shape == (10, 10, 3) and arr.dtype == np.uint8, name
+        assert (arr[..., 0] == arr[..., 1]).all() and (arr[..., 1] == arr[..., 2]).all(), name
+        assert np.unravel_index(arr[..., 0].argmax(), (10, 10)) == (2, 3), name
+    assert out["gray.png"][2, 3, 0] == 200 and out["deep.png"][2, 3, 0] == 200 and out["rgba.png"][2, 3, 0] == 200
+    assert out["rgba.png"][0, 0].tolist() == [0, 0, 0]  # transparent -> black sky, not white
+    assert out["cut.fits"][2, 3, 0] == 255 and out["cut.fits"][0, 0, 0] == 0
+
+
+def test_unreadable_image_error_names_file(tmp_path) -> None:
+    p = tmp_path / "junk.jpg"
+    p.write_bytes(b"not an image at all")
+    with pytest.raises(ImageError, match="junk.jpg"):
+        open_image(p)
