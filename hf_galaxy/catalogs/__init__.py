@@ -62,10 +62,15 @@ def _columns_of(path: Path) -> list[str]:
                 if getattr(hdu, "columns", None) is not None:
                     return list(hdu.columns.names)
         return []
+    if name.endswith((".h5.gz", ".hdf5.gz")):
+        raise CatalogError(f"{path}: gzipped HDF5 cannot be read directly; gunzip it first")
     import pandas as pd
 
     sep = "\t" if name.endswith(".tsv") else ","
-    return [str(c).strip() for c in pd.read_csv(path, sep=sep, nrows=0).columns]
+    try:
+        return [str(c).strip() for c in pd.read_csv(path, sep=sep, nrows=0).columns]
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise CatalogError(f"{path}: not a readable CSV table ({exc.__class__.__name__}: {exc})") from exc
 
 
 def detect_format(path: str | os.PathLike) -> str:
