@@ -709,7 +709,7 @@ def _render_object(
 ) -> _Stamp:
     """Render one object centred on pixel coordinates (xc, yc) (pixel centres are integers).
 
-    The model is multiplied by a smooth (separable) taper that starts just outside the object's
+    The model is multiplied by a smooth radial taper that starts just outside the object's
     threshold radius (``extent``) and reaches zero at the stamp edge, so the stamp edge leaves no
     visible step (the taper only removes light that is below the box threshold, buried in the noise).
     """
@@ -726,7 +726,8 @@ def _render_object(
         if mirror:
             dx = -dx
         shape = (y_hi - y_lo + 1, x_hi - x_lo + 1)
-        taper = _taper(dy[:, 0], r_in, half)[:, None] * _taper(dx[0], r_in, half)[None, :]
+        # radial, so the faint outskirts fade out round rather than as a visible square
+        taper = _taper(np.hypot(dy, dx), r_in, half)
         comps = build(params, dx, dy, s)
         blurred = np.empty((len(comps), shape[0] * shape[1]), dtype=np.float32)
         for k, (img, _) in enumerate(comps):
