@@ -100,7 +100,8 @@ def read_catalog(
 
     Args:
         catalog: a catalogue file (CSV, CSV.gz, Parquet, FITS, HDF5) or an image folder.
-        image_dir: folder holding the cutouts named in the catalogue (default: the catalogue's folder).
+        image_dir: folder holding the cutouts named in the catalogue (default: an ``images/`` folder beside
+            the catalogue if there is one, else the catalogue's own folder).
         format: one of :data:`FORMATS`, or ``"auto"`` to detect it from the columns.
         **options: reader-specific options (see each release module).
     """
@@ -110,6 +111,8 @@ def read_catalog(
     elif format not in _READERS:
         raise CatalogError(f"format={format!r} is not supported; choose one of: auto, {', '.join(_READERS)}")
     img = Path(image_dir) if image_dir is not None else None
+    if img is None and path.is_file() and (path.parent / "images").is_dir():
+        img = path.parent / "images"  # the usual layout: catalog.csv beside images/
     if img is not None and not img.is_dir():
         raise CatalogError(f"image_dir {img} is not a folder")
     return _module(format).read(path, img, **options)

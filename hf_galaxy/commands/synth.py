@@ -12,7 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--num-galaxies", type=int, default=2000, help="number of galaxies (default 2000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-size", type=int, default=424, help="cutout size in pixels (default 424)")
-    parser.add_argument("--num-proc", type=int, default=None, help="worker processes")
+    parser.add_argument("--num-proc", type=int, default=1, help="worker processes (default 1)")
 
 
 def run(args: argparse.Namespace) -> int:
