@@ -1,0 +1,69 @@
+"""``hf-galaxy publish``: push a training output directory to the Hub with its generated model card."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+HELP = "publish a trained model (weights, processor, generated card, metrics, plots) to the Hugging Face Hub"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("output_dir", help="training output directory (what a recipe wrote)")
+    parser.add_argument("repo_id", help="target repo, 'namespace/model-name'")
+    parser.add_argument("--private", action="store_true", help="create the repo as private")
+    parser.add_argument("--revision", default=None, help="branch to publish to (created when missing)")
+    parser.add_argument("--commit-message", default=None, help="commit title")
+    parser.add_argument(
+        "--dry-run",
+        metavar="DIR",
+        default=None,
+        help="write the exact folder that would be pushed to DIR; push nothing",
+    )
+    parser.add_argument(
+        "--adapter-only", action="store_true", help="publish the LoRA adapter alone (library_name: peft)"
+    )
+    parser.add_argument(
+        "--no-merge",
+        action="store_true",
+        help="never merge a LoRA adapter into its base model (fail if the output has no merged model)",
+    )
+    parser.add_argument("--license", default=None, help="Hub license id for the card (default: mit)")
+    parser.add_argument(
+        "--endpoint", default=None, help="Hub endpoint URL (default: HF_ENDPOINT or huggingface.co)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from hf_galaxy.hub.publish import PublishError, publish
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result = publish(
+            args.output_dir,
+            args.repo_id,
+            private=args.private,
+            revision=args.revision,
+            commit_message=args.commit_message,
+            dry_run_dir=args.dry_run,
+            merge_lora=not args.no_merge,
+            push_adapter=args.adapter_only,
+            endpoint=args.endpoint,
+            license=args.license,
+        )
+    except (PublishError, ValueError, FileNotFoundError) as err:
+        print(f"hf-galaxy publish: error: {err}", file=sys.stderr)
+        return 1
+    kind = "LoRA adapter" if result.adapter else "model"
+    if result.dry_run_dir is not None:
+        print(f"dry run: wrote the {len(result.files)} files of the {kind} to {result.dry_run_dir}")
+    else:
+        print(
+            f"published the {kind} to {result.repo_url} (revision {result.revision}, commit {result.commit_oid})"
+        )
+        if result.deleted:
+            print(f"removed stale files: {', '.join(result.deleted)}")
+    for name in result.files:
+        print(f"  {name}")
+    return 0

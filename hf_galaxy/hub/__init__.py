@@ -1,0 +1,35 @@
+"""Model cards generated from training, and publishing to / pulling from the Hugging Face Hub.
+
+- :class:`GalaxyCardData` / :class:`CardCallback`: what a training run did, recorded while it runs.
+- :func:`render_model_card` / :func:`write_model_card`: the model card (README.md) from an output directory.
+- :func:`publish`: push an output directory (weights, processor, card, metrics, plots) in one commit.
+- :func:`pull`: download a published model (or find it in the local cache when offline).
+"""
+
+from hf_galaxy.hub.card import CARD_DATA_FILENAME, CardCallback, GalaxyCardData
+from hf_galaxy.hub.publish import (
+    PublishError,
+    PublishResult,
+    check_repo_id,
+    publish,
+    publish_from_training_args,
+    pull,
+)
+from hf_galaxy.hub.render import render_model_card, write_model_card
+from hf_galaxy.hub.validate import CardValidationError, validate_card_metadata
+
+__all__ = [
+    "CARD_DATA_FILENAME",
+    "CardCallback",
+    "CardValidationError",
+    "GalaxyCardData",
+    "PublishError",
+    "PublishResult",
+    "check_repo_id",
+    "publish",
+    "publish_from_training_args",
+    "pull",
+    "render_model_card",
+    "validate_card_metadata",
+    "write_model_card",
+]

@@ -1,0 +1,396 @@
+"""Render the model card (README.md) of a training output directory from its card data and files.
+
+The card is rendered by a pure function (:func:`render_model_card`) through a Jinja template packaged in
+``hf_galaxy.model_cards`` (``classification.jinja``, ``detection.jinja``, ``lora_adapter.jinja``). Its YAML
+header holds only whitelisted keys and is validated locally (:func:`hf_galaxy.hub.validate.validate_card_metadata`)
+after parsing the rendered text back with ``huggingface_hub.ModelCard``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+from hf_galaxy.hub.card import CARD_DATA_FILENAME, GalaxyCardData, log_table_from_history
+from hf_galaxy.hub.references import CITATIONS, citation_keys, describe_class, release_info
+from hf_galaxy.hub.validate import validate_card_metadata
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LICENSE = "mit"
+README_NAME = "README.md"
+#: Plots a card embeds when they exist in the output directory, with their captions.
+PLOTS: dict[str, str] = {
+    "confusion_matrix.png": "Confusion matrix on the evaluation split",
+    "training_curves.png": "Training and validation curves",
+    "sample_grid.png": "Sample galaxies with their labels",
+}
+PLACEHOLDER_REPO = "<namespace>/<model-name>"
+
+#: eval-result key -> (model-index metric type, display name, metric args).
+_METRICS: dict[str, tuple[str, str, dict | None]] = {
+    "accuracy": ("accuracy", "Accuracy", None),
+    "macro_f1": ("f1", "Macro F1", {"average": "macro"}),
+    "f1_macro": ("f1", "Macro F1", {"average": "macro"}),
+    "top2_accuracy": ("top_2_accuracy", "Top-2 accuracy", None),
+    "ece": ("ece", "Expected calibration error (15 bins)", None),
+    "vote_rmse": ("rmse", "Vote-fraction RMSE", None),
+    "map": ("map", "mAP@[.50:.95]", None),
+    "map_50": ("map_50", "mAP@.50", None),
+    "map_75": ("map_75", "mAP@.75", None),
+}
+_SPLIT_PREFIXES = ("test_", "eval_", "validation_")
+#: Table headers that plain capitalisation would get wrong.
+_HEADERS = {
+    "ece": "ECE",
+    "macro_f1": "Macro F1",
+    "vote_rmse": "Vote RMSE",
+    "top2_accuracy": "Top-2 accuracy",
+    "map": "mAP",
+    "map_50": "mAP@.50",
+    "map_75": "mAP@.75",
+    "id": "Id",
+}
+
+
+def _environment() -> jinja2.Environment:
+    root = resources.files("hf_galaxy.model_cards")
+
+    def load(name: str) -> str | None:
+        path = root.joinpath(name)
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+
+    return jinja2.Environment(
+        loader=jinja2.FunctionLoader(load),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def is_hub_repo_id(value: str | None) -> bool:
+    """True when ``value`` looks like a Hub repo id (``name`` or ``namespace/name``) and is not a local path."""
+    if not value or os.path.exists(value) or value.startswith((".", "/", "~")) or "\\" in value:
+        return False
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        return False
+    return True
+
+
+def normalise_metrics(results: dict[str, Any]) -> dict[str, float]:
+    """Strip ``test_``/``eval_`` prefixes and keep finite numbers (runtime/speed entries are dropped)."""
+    out: dict[str, float] = {}
+    for key, value in results.items():
+        name = key
+        for prefix in _SPLIT_PREFIXES:
+            if name.startswith(prefix):
+                name = name[len(prefix) :]
+                break
+        if name in ("epoch", "runtime", "samples_per_second", "steps_per_second", "total_flos"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            continue
+        out.setdefault(name, float(value))
+    return out
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        logger.warning("could not read %s: %s", path, err)
+        return None
+
+
+def _final_metrics(card: GalaxyCardData, output_dir: Path) -> dict[str, float]:
+    if card.eval_results:
+        return normalise_metrics(card.eval_results)
+    for name in ("test_results.json", "eval_results.json", "all_results.json"):
+        data = _read_json(output_dir / name) if (output_dir / name).is_file() else None
+        if isinstance(data, dict):
+            metrics = normalise_metrics(data)
+            if metrics:
+                return metrics
+    return {}
+
+
+def _log_table(card: GalaxyCardData, output_dir: Path) -> list[dict[str, Any]]:
+    if card.log_table:
+        return card.log_table
+    state = output_dir / "trainer_state.json"
+    data = _read_json(state) if state.is_file() else None
+    history = data.get("log_history") if isinstance(data, dict) else None
+    return log_table_from_history(history) if isinstance(history, list) else []
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "-"
+        return f"{value:.4g}" if abs(value) < 1e-3 and value != 0 else f"{value:.4f}".rstrip("0").rstrip(".")
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_fmt(v) for v in value)
+    text = str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> list[str]:
+    """Markdown table lines (header, separator, rows)."""
+    if not rows:
+        return []
+    if columns is None:
+        columns = []
+        for row in rows:
+            columns.extend(k for k in row if k not in columns)
+    head = "| " + " | ".join(_HEADERS.get(c, c.replace("_", " ").capitalize()) for c in columns) + " |"
+    numeric = [
+        all(isinstance(r.get(c), (int, float)) or r.get(c) is None for r in rows) and i > 0
+        for i, c in enumerate(columns)
+    ]
+    sep = "|" + "|".join("---:" if num else ":---" for num in numeric) + "|"
+    body = ["| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |" for row in rows]
+    return [head, sep, *body]
+
+
+def _label_rows(card: GalaxyCardData, metrics: dict[str, float]) -> list[dict[str, Any]]:
+    dataset = card.dataset or {}
+    balance = (dataset.get("class_balance") or {}).get("train") or {}
+    rows = []
+    for i, name in enumerate(card.label_names):
+        row: dict[str, Any] = {
+            "id": i,
+            "name": f"`{name}`",
+            "meaning": describe_class(name, dataset.get("question")) or "-",
+        }
+        if balance:
+            row["train_examples"] = balance.get(name, 0)
+        if f"precision_{name}" in metrics:
+            row["precision"] = metrics[f"precision_{name}"]
+        if f"recall_{name}" in metrics:
+            row["recall"] = metrics[f"recall_{name}"]
+        rows.append(row)
+    return rows
+
+
+def _eval_results(
+    metrics: dict[str, float], card: GalaxyCardData, dataset_name: str, dataset_type: str
+) -> list[EvalResult]:
+    task_name = "Object Detection" if card.task == "object-detection" else "Image Classification"
+    results = []
+    seen: set[str] = set()
+    for key, (metric_type, metric_name, args) in _METRICS.items():
+        if key not in metrics or metric_type in seen:
+            continue
+        seen.add(metric_type)
+        results.append(
+            EvalResult(
+                task_type=card.task,
+                task_name=task_name,
+                dataset_type=dataset_type,
+                dataset_name=dataset_name,
+                dataset_split=card.eval_split,
+                metric_type=metric_type,
+                metric_name=metric_name,
+                metric_value=round(metrics[key], 6),
+                metric_args=args,
+            )
+        )
+    return results
+
+
+def _slug(text: str) -> str:
+    return (
+        "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-").replace("--", "-") or "galaxy-zoo"
+    )
+
+
+def build_metadata(
+    card: GalaxyCardData,
+    *,
+    model_name: str,
+    metrics: dict[str, float],
+    license: str,
+    adapter: bool = False,
+) -> ModelCardData:
+    """The YAML metadata of the card (only whitelisted keys)."""
+    dataset = card.dataset or {}
+    release = dataset.get("release")
+    info = release_info(release)
+    dataset_id = dataset.get("dataset_id")
+    dataset_name = (info[0] if info else release) or "Galaxy Zoo"
+    dataset_type = dataset_id or _slug(dataset_name)
+    tags = ["galaxy-zoo", "astronomy", card.task, "vision", "hf-galaxy"]
+    if card.lora:
+        tags.append("lora")
+    if card.soft_labels:
+        tags.append("vote-fractions")
+    tags.extend(str(t) for t in card.extra.get("tags", []) if t)
+    results = _eval_results(metrics, card, dataset_name, dataset_type)
+    base_model = card.base_model if is_hub_repo_id(card.base_model) else None
+    return ModelCardData(
+        license=license,
+        library_name="peft" if adapter else "transformers",
+        pipeline_tag=card.task,
+        tags=list(dict.fromkeys(tags)),
+        base_model=base_model,
+        datasets=[dataset_id] if dataset_id else None,
+        metrics=sorted({r.metric_type for r in results}) or None,
+        model_name=model_name,
+        eval_results=results or None,
+    )
+
+
+def render_model_card(
+    output_dir: str | os.PathLike,
+    *,
+    card_data: GalaxyCardData | None = None,
+    repo_id: str | None = None,
+    license: str | None = None,
+    adapter: bool = False,
+    validate: bool = True,
+) -> str:
+    """Render the model card of ``output_dir`` and return its text (README.md content).
+
+    Args:
+        output_dir: A training output directory (reads ``hf_galaxy_card.json``, metrics JSON files and plots).
+        card_data: Card data to use instead of ``output_dir/hf_galaxy_card.json``.
+        repo_id: The repo the card is published to (used by the "how to use" snippet); defaults to
+            ``card_data.extra["hub_model_id"]`` or a placeholder.
+        license: A Hub license id; defaults to ``card_data.extra["license"]`` or ``"mit"``.
+        adapter: Render the LoRA-adapter card (``library_name: peft``) instead of the full-model card.
+        validate: Parse the rendered card back with huggingface_hub and validate its metadata.
+
+    Raises:
+        CardValidationError: the metadata is invalid (the error names the offending key).
+    """
+    output_dir = Path(output_dir)
+    card = card_data if card_data is not None else GalaxyCardData.load(output_dir)
+    repo_id = repo_id or card.extra.get("hub_model_id") or PLACEHOLDER_REPO
+    license = license or card.extra.get("license") or DEFAULT_LICENSE
+    model_name = card.extra.get("model_name") or (
+        repo_id.split("/")[-1] if repo_id != PLACEHOLDER_REPO else output_dir.resolve().name
+    )
+    metrics = _final_metrics(card, output_dir)
+    if adapter and not card.lora:
+        raise ValueError(
+            f"{output_dir}: an adapter card needs LoRA settings in {CARD_DATA_FILENAME} ('lora')"
+        )
+    metadata = build_metadata(card, model_name=model_name, metrics=metrics, license=license, adapter=adapter)
+    if validate:
+        validate_card_metadata(metadata.to_dict())
+
+    dataset = dict(card.dataset or {})
+    release = dataset.get("release")
+    info = release_info(release)
+    keys = citation_keys(release, task=card.task, lora=bool(card.lora))
+    headline = [(name, metrics[key]) for key, (_, name, _) in _METRICS.items() if key in metrics]
+    other = {
+        k: v
+        for k, v in metrics.items()
+        if k not in _METRICS and not k.startswith(("precision_", "recall_")) and k != "loss"
+    }
+    catalog = dataset.get("catalog")
+    lora = dict(card.lora) if card.lora else None
+    if lora and lora.get("trainable_params") and lora.get("all_params"):
+        lora["trainable_fraction"] = f"{100 * lora['trainable_params'] / lora['all_params']:.2f}%"
+    context = {
+        "metadata_yaml": metadata.to_yaml(),
+        "model_name": model_name,
+        "repo_id": repo_id,
+        "card": card,
+        "task": card.task,
+        "base_model": card.base_model,
+        "base_model_is_hub": is_hub_repo_id(card.base_model),
+        "model_config": card.model_config,
+        "release": release or "unknown",
+        "release_name": info[0] if info else (release or "an unspecified Galaxy Zoo release"),
+        "survey": info[1] if info else "images from the survey of the training set (not recorded)",
+        "synthetic": bool(dataset.get("synthetic") or card.extra.get("synthetic")),
+        "catalog": Path(str(catalog)).name if catalog else None,
+        "dataset_id": dataset.get("dataset_id"),
+        "label_scheme": dataset.get("label_scheme"),
+        "threshold": dataset.get("threshold"),
+        "question": dataset.get("question"),
+        "n_dropped": dataset.get("n_dropped"),
+        "split_table": _table(
+            [{"split": s, "galaxies": n} for s, n in (dataset.get("split_sizes") or {}).items()]
+        ),
+        "balance_table": _balance_table(card.label_names, dataset.get("class_balance") or {}),
+        "label_names": card.label_names,
+        "label_table": _table(_label_rows(card, metrics)),
+        "has_chirality": any("clockwise" in n for n in card.label_names),
+        "hyperparameter_table": _table(
+            [{"hyperparameter": f"`{k}`", "value": v} for k, v in sorted(card.hyperparameters.items())]
+        ),
+        "lora": lora,
+        "lora_table": _table([{"setting": f"`{k}`", "value": v} for k, v in lora.items()]) if lora else [],
+        "precision": card.precision,
+        "hardware": card.hardware or "not recorded",
+        "soft_labels": card.soft_labels,
+        "log_table": _table(
+            [
+                {k: v for k, v in row.items() if not k.startswith(("precision_", "recall_"))}
+                for row in _log_table(card, output_dir)
+            ]
+        ),
+        "metrics_table": _table([{"metric": n, "value": v} for n, v in headline]),
+        "other_metrics_table": _table([{"metric": f"`{k}`", "value": v} for k, v in sorted(other.items())]),
+        "eval_split": card.eval_split,
+        "plots": [(name, caption) for name, caption in PLOTS.items() if (output_dir / name).is_file()],
+        "citations": [CITATIONS[k] for k in keys],
+        "library_versions": card.library_versions,
+        "library_table": _table([{"library": k, "version": v} for k, v in card.library_versions.items()]),
+    }
+    template = {
+        ("image-classification", False): "classification.jinja",
+        ("object-detection", False): "detection.jinja",
+    }.get((card.task, adapter), "lora_adapter.jinja")
+    text = _environment().get_template(template).render(**context)
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    if validate:
+        parsed = ModelCard(text, ignore_metadata_errors=False)
+        validate_card_metadata(parsed.data.to_dict())
+    return text
+
+
+def _balance_table(class_names: list[str], balance: dict[str, dict[str, int]]) -> list[str]:
+    if not balance:
+        return []
+    names = list(class_names) or sorted({c for counts in balance.values() for c in counts})
+    rows = [
+        {"class": f"`{name}`", **{s: counts.get(name, 0) for s, counts in balance.items()}} for name in names
+    ]
+    return _table(rows, ["class", *balance])
+
+
+def write_model_card(
+    output_dir: str | os.PathLike,
+    *,
+    card_data: GalaxyCardData | None = None,
+    repo_id: str | None = None,
+    license: str | None = None,
+) -> Path:
+    """Render the card of ``output_dir`` and write it to ``output_dir/README.md``; return that path."""
+    output_dir = Path(output_dir)
+    text = render_model_card(output_dir, card_data=card_data, repo_id=repo_id, license=license)
+    path = output_dir / README_NAME
+    path.write_text(text, encoding="utf-8")
+    return path
