@@ -21,6 +21,11 @@ _EXPORTS = {
     "Catalog": "hf_galaxy.catalogs",
     "make_labels": "hf_galaxy.labels",
     "make_galaxy_zoo": "hf_galaxy.synthetic",
+    "GalaxyEnsemble": "hf_galaxy.ensemble",
+    "to_detection": "hf_galaxy.detection",
+    "make_mosaics": "hf_galaxy.detection",
+    "export_coco": "hf_galaxy.detection",
+    "load_coco": "hf_galaxy.detection",
 }
 
 __all__ = [
@@ -32,11 +37,18 @@ __all__ = [
     "Catalog",
     "make_labels",
     "make_galaxy_zoo",
+    "GalaxyEnsemble",
+    "to_detection",
+    "make_mosaics",
+    "export_coco",
+    "load_coco",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from hf_galaxy.catalogs import Catalog, read_catalog
     from hf_galaxy.dataset import GalaxyDatasetDict, LoadReport, load_galaxy_dataset
+    from hf_galaxy.detection import export_coco, load_coco, make_mosaics, to_detection
+    from hf_galaxy.ensemble import GalaxyEnsemble
     from hf_galaxy.labels import make_labels
     from hf_galaxy.synthetic import make_galaxy_zoo
 

@@ -358,6 +358,8 @@ def load_galaxy_dataset(
     strict: bool = False,
     split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
     min_share_asked: float = 0.5,
+    task: str = "image-classification",
+    box_options: Mapping[str, Any] | None = None,
     **reader_options: Any,
 ):
     """Load a Galaxy Zoo catalogue (or an image folder) as a ``DatasetDict`` with train/validation/test.
@@ -379,6 +381,10 @@ def load_galaxy_dataset(
         strict: raise at the first bad row or image instead of skipping and reporting it.
         split_fractions: train/validation/test fractions when the catalogue has no split column.
         min_share_asked: with ``question``, the minimum share of volunteers who reached the question.
+        task: ``"image-classification"`` (default) or ``"detection"``: the transformers detection layout
+            (``image_id``, ``image``, ``width``, ``height``, ``objects``) via :func:`hf_galaxy.to_detection`,
+            with boxes from catalogue radii where the release has them, else from source extraction.
+        box_options: with ``task="detection"``, options of :class:`hf_galaxy.detection.BoxConfig`.
         **reader_options: passed to the release reader (e.g. ``fraction="debiased"``, ``mapping=...``).
 
     Returns:
@@ -388,6 +394,10 @@ def load_galaxy_dataset(
         ``id`` and, when the catalogue has them, ``ra``/``dec``.
     """
     datasets = _datasets()
+    if task not in ("image-classification", "detection"):
+        raise ValueError(f"task={task!r}: expected 'image-classification' or 'detection'")
+    if task == "detection" and streaming:
+        raise ValueError("task='detection' needs the prepared images: it cannot be combined with streaming=True")
     if image_size is not None and (not isinstance(image_size, int) or image_size < 8):
         raise ValueError(f"image_size={image_size!r}: expected an integer >= 8 or None")
     cat = read_catalog(catalog, image_dir, format=format, **reader_options)
@@ -533,6 +543,14 @@ def load_galaxy_dataset(
     out.report = report
     out.galaxy_info = galaxy_info
     logger.info("%s", report.summary())
+    if task == "detection":
+        from hf_galaxy.detection import to_detection
+
+        det = to_detection(out, catalog=cat, num_proc=num_proc, **dict(box_options or {}))
+        result = GalaxyDatasetDict(det)
+        result.report = report
+        result.galaxy_info = {**galaxy_info, "task": "detection"}
+        return result
     return out
 
 

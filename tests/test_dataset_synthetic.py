@@ -64,3 +64,27 @@ def test_plurality_mostly_recovers_the_true_class(zoo, tmp_path) -> None:
     rows = [(r["id"], GZ1[r["label"]]) for split in dsd.values() for r in split.select_columns(["id", "label"])]
     agree = np.mean([truth[i] == c for i, c in rows])
     assert agree > 0.75
+
+
+def test_detection_task_gives_the_transformers_detection_layout(tmp_path) -> None:
+    import json
+
+    from hf_galaxy.detection import box_iou
+
+    small = make_galaxy_zoo(tmp_path / "det", 30, seed=5, image_size=128, show_progress=False)
+    dsd = load_galaxy_dataset(small.catalog_path, small.image_dir, task="detection", cache_dir=tmp_path / "c")
+    train = dsd["train"]
+    assert {"image_id", "image", "width", "height", "objects"} <= set(train.column_names)
+    categories = train.features["objects"]["category"].feature.names
+    assert categories[:6] == GZ1
+    truth = json.loads(small.boxes_path.read_text())
+    hits = total = 0
+    for split in dsd.values():
+        for row in split:
+            target = next(b for b in truth[row["id"]] if b["target"])
+            ious = [box_iou(bb, target["bbox"]) for bb in row["objects"]["bbox"]]
+            hits += max(ious, default=0.0) >= 0.7
+            total += 1
+            assert row["width"] == row["height"] == 128
+    assert total == 30 and hits / total >= 0.8
+    assert dsd.galaxy_info["task"] == "detection"

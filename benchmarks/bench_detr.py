@@ -1,0 +1,238 @@
+"""Benchmark: what gradient checkpointing saves when training DETR (peak memory and images/s).
+
+Three settings, each in a fresh subprocess (so CPU peak RSS is that setting's own):
+
+* ``off``: no checkpointing;
+* ``transformer``: transformers' ``gradient_checkpointing_enable()`` alone, which in DETR covers only the
+  encoder and decoder layers;
+* ``full``: that plus :func:`hf_galaxy.detection_training.enable_backbone_checkpointing` (the recipe's
+  ``--gradient_checkpointing --backbone_checkpointing``): every trainable ResNet block is recomputed.
+
+The backbone trains with the DETR convention (stem and first stage frozen: ``set_backbone_trainable(model,
+"detr")``); ``--train_backbone as_built`` keeps transformers' own choice, which in 5.x freezes the whole HF
+ResNet backbone. Random weights, random images and boxes, AdamW; the first ``--warmup`` steps are not timed.
+Memory is measured per phase, after warm-up: forward+backward (activations and gradients: what
+checkpointing changes; absolute peak and increase over the start of the phase) and the whole step
+including AdamW (``peak``). GPU: ``torch.cuda.max_memory_allocated``; CPU: the RSS high-water mark
+``VmHWM``, reset per phase via ``/proc/self/clear_refs`` (large tensors are mmap-allocated and returned
+to the OS when freed, so the RSS follows them). Images/s is timed over ``--steps`` further steps.
+
+    # GPU (the issue's setting): DETR-R50, fp16, 800x800, batch 8
+    python benchmarks/bench_detr.py --preset detr-r50 --image_size 800 --batch_size 8 --fp16
+    # CPU (small config)
+    python benchmarks/bench_detr.py --preset detr-small --image_size 256 --batch_size 4 --steps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+MODES = ("off", "transformer", "full")
+
+_SMALL = {
+    "model_type": "detr",
+    "backbone_config": {
+        "model_type": "resnet",
+        "embedding_size": 32,
+        "hidden_sizes": [64, 128, 256, 512],
+        "depths": [2, 2, 2, 2],
+        "layer_type": "basic",
+        "out_features": ["stage4"],
+    },
+    "use_pretrained_backbone": False,
+    "use_timm_backbone": False,
+    "d_model": 128,
+    "encoder_layers": 2,
+    "decoder_layers": 2,
+    "encoder_attention_heads": 4,
+    "decoder_attention_heads": 4,
+    "encoder_ffn_dim": 256,
+    "decoder_ffn_dim": 256,
+    "num_queries": 50,
+}
+
+
+def _status_mib(key: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class _Meter:
+    """Peak memory of a phase: CUDA allocator on a GPU; on CPU the RSS high-water mark (VmHWM), reset per phase
+    through /proc/self/clear_refs (large tensors are mmap-allocated and given back when freed)."""
+
+    def __init__(self, cuda: bool) -> None:
+        import torch
+
+        self.torch, self.cuda = torch, cuda
+
+    def start(self) -> float:
+        if self.cuda:
+            self.torch.cuda.synchronize()
+            self.torch.cuda.reset_peak_memory_stats()
+            return self.torch.cuda.memory_allocated() / 2**20
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current RSS
+        return _status_mib("VmRSS")
+
+    def peak(self) -> float:
+        if self.cuda:
+            self.torch.cuda.synchronize()
+            return self.torch.cuda.max_memory_allocated() / 2**20
+        return _status_mib("VmHWM")
+
+
+def run_one(args: argparse.Namespace) -> dict:
+    """Train ``args.warmup + args.steps`` steps in this process under ``args.mode``; returns the measurements.
+
+    Memory is measured separately for forward+backward (what checkpointing changes) and the optimizer step.
+    """
+    import torch
+
+    from hf_galaxy.detection_training import (
+        enable_backbone_checkpointing,
+        load_detector,
+        set_backbone_trainable,
+    )
+
+    torch.manual_seed(0)
+    categories = [f"c{i}" for i in range(6)]
+    spec = _SMALL if args.preset == "detr-small" else args.preset
+    model, _ = load_detector(None, categories, model_config=spec, image_size=args.image_size)
+    backbone = set_backbone_trainable(model, args.train_backbone)
+    cuda = torch.cuda.is_available() and not args.cpu
+    device = torch.device("cuda" if cuda else "cpu")
+    model.to(device).train()
+    if args.mode in ("transformer", "full"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    n_blocks = enable_backbone_checkpointing(model) if args.mode == "full" else 0
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    b, s = args.batch_size, args.image_size
+    g = torch.Generator().manual_seed(0)
+    pixel_values = torch.randn(b, 3, s, s, generator=g).to(device)
+    pixel_mask = torch.ones(b, s, s, dtype=torch.long, device=device)
+
+    def labels():
+        out = []
+        for _ in range(b):
+            cxcy = torch.rand(4, 2, generator=g) * 0.6 + 0.2
+            wh = torch.rand(4, 2, generator=g) * 0.2 + 0.05
+            out.append(
+                {
+                    "class_labels": torch.randint(0, 6, (4,), generator=g).to(device),
+                    "boxes": torch.cat([cxcy, wh], 1).to(device),
+                }
+            )
+        return out
+
+    use_amp = cuda and args.fp16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    meter = _Meter(cuda)
+    peaks = {"fwd_bwd_peak": 0.0, "fwd_bwd_increase": 0.0, "step_peak": 0.0}
+
+    def step(measure: bool) -> None:
+        opt.zero_grad(set_to_none=True)
+        base = meter.start() if measure else 0.0
+        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            loss = model(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=labels()).loss
+        scaler.scale(loss).backward()
+        if measure:
+            peak = meter.peak()
+            peaks["fwd_bwd_peak"] = max(peaks["fwd_bwd_peak"], peak)
+            peaks["fwd_bwd_increase"] = max(peaks["fwd_bwd_increase"], peak - base)
+            meter.start()
+        scaler.step(opt)
+        scaler.update()
+        if measure:
+            peaks["step_peak"] = max(peaks["step_peak"], meter.peak())
+
+    for _ in range(args.warmup):
+        step(measure=False)
+    for _ in range(max(1, args.mem_steps)):
+        step(measure=True)
+    if cuda:
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        step(measure=False)
+    if cuda:
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - t0
+    unit = "gib" if cuda else "mib"
+    scale = 1 / 1024 if cuda else 1.0
+    return {
+        "mode": args.mode,
+        "device": torch.cuda.get_device_name(0) if cuda else f"CPU ({torch.get_num_threads()} threads)",
+        "images_per_s": round(b * args.steps / elapsed, 3),
+        "backbone_blocks_checkpointed": n_blocks,
+        "backbone_trainable_params": backbone["trainable"],
+        f"fwd_bwd_peak_{unit}": round(peaks["fwd_bwd_peak"] * scale, 3),
+        f"fwd_bwd_increase_{unit}": round(peaks["fwd_bwd_increase"] * scale, 3),
+        f"peak_{unit}": round(max(peaks["fwd_bwd_peak"], peaks["step_peak"]) * scale, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--preset", default="detr-small", help="detr-small (CPU), detr-r50, or a detector preset"
+    )
+    parser.add_argument("--image_size", type=int, default=256)
+    parser.add_argument("--batch_size", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed, unmeasured steps first")
+    parser.add_argument("--mem_steps", type=int, default=1, help="untimed steps whose memory is measured")
+    parser.add_argument("--fp16", action="store_true", help="fp16 autocast (GPU only)")
+    parser.add_argument("--cpu", action="store_true", help="stay on the CPU even with a GPU")
+    parser.add_argument("--train_backbone", default="detr", choices=["detr", "all", "none", "as_built"])
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--mode", default=None, help=argparse.SUPPRESS)  # child process
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = parser.parse_args()
+    if args.mode:
+        print("RESULT " + json.dumps(run_one(args)), flush=True)
+        return
+    results = []
+    for mode in args.modes:
+        cmd = [sys.executable, os.path.abspath(__file__), "--mode", mode] + [
+            a for a in sys.argv[1:] if a not in ("--modes", *MODES)
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode != 0 or not lines:
+            sys.stderr.write(proc.stderr[-3000:])
+            raise SystemExit(f"{mode}: the benchmark subprocess failed (exit {proc.returncode})")
+        results.append(json.loads(lines[-1][len("RESULT ") :]))
+        print(json.dumps(results[-1]), flush=True)
+    unit = "gib" if "peak_gib" in results[0] else "mib"
+    print(
+        f"\n{args.preset} {args.image_size}px batch {args.batch_size} "
+        f"{'fp16' if args.fp16 else 'fp32'}, backbone {args.train_backbone}, {results[0]['device']}"
+    )
+    cols = [f"fwd_bwd_peak_{unit}", f"fwd_bwd_increase_{unit}", f"peak_{unit}"]
+    print(f"{'mode':<12} {'images/s':>9} " + " ".join(f"{c:>22}" for c in cols) + f" {'blocks':>7}")
+    for r in results:
+        print(
+            f"{r['mode']:<12} {r['images_per_s']:>9.3f} "
+            + " ".join(f"{r[c]:>22}" for c in cols)
+            + f" {r['backbone_blocks_checkpointed']:>7}"
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(
+                {"args": {k: v for k, v in vars(args).items() if k != "mode"}, "results": results},
+                f,
+                indent=2,
+            )
+
+
+if __name__ == "__main__":
+    main()

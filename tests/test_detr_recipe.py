@@ -1,0 +1,446 @@
+"""The detection recipe: box-aware augmentation, collation, COCO metrics, backbone checkpointing, tiny DETR/YOLOS."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hf_galaxy.detection_training import (
+    DetectionAugment,
+    DetectionAugmentConfig,
+    DetectionCollator,
+    DetectionTransform,
+    accepts_pixel_mask,
+    build_detection_trainer,
+    coco_map,
+    disable_backbone_checkpointing,
+    enable_backbone_checkpointing,
+    load_detector,
+    make_detection_parser,
+    pack_targets,
+    predict_detections,
+    set_backbone_trainable,
+    unpack_targets,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+CATS = [
+    "elliptical",
+    "clockwise_spiral",
+    "anticlockwise_spiral",
+    "edge_on",
+    "star_or_unknown",
+    "merger",
+    "neighbour",
+    "star",
+]
+
+
+def _rect_image(w=40, h=30, box=(5, 3, 12, 7)):
+    arr = np.zeros((h, w, 3), dtype=np.uint8)
+    x, y, bw, bh = box
+    arr[y : y + bh, x : x + bw] = 255
+    return Image.fromarray(arr)
+
+
+def _extent(img):
+    ys, xs = np.nonzero(np.asarray(img)[:, :, 0] > 128)
+    return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+
+
+# ------------------------------------------------------------------------------------------ augmentation
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+def test_rotation_by_90_keeps_boxes_on_the_pixels(k):
+    aug = DetectionAugment(CATS)
+    img = _rect_image()
+    out, boxes = aug.rotate(img, [[5, 3, 12, 7]], k)
+    assert out.size == ((40, 30) if k % 2 == 0 else (30, 40))
+    assert boxes[0] == pytest.approx(_extent(out))
+
+
+def test_flip_mirrors_boxes_and_swaps_chirality():
+    aug = DetectionAugment(CATS)
+    img = _rect_image()
+    out, boxes, cats = aug.mirror(img, [[5, 3, 12, 7], [5, 3, 12, 7], [5, 3, 12, 7]], [1, 2, 6])
+    assert boxes[0] == pytest.approx(_extent(out))
+    assert cats == [2, 1, 6]  # clockwise <-> anticlockwise; neighbour unchanged
+
+
+def test_flip_turned_off_when_chirality_cannot_be_paired(caplog):
+    aug = DetectionAugment(["clockwise_spiral", "elliptical"])
+    assert not aug.flip
+    with pytest.raises(ValueError, match="cannot mirror"):
+        aug.mirror(_rect_image(), [[5, 3, 12, 7]], [0])
+
+
+def test_random_augment_keeps_boxes_correct():
+    torch.manual_seed(0)
+    aug = DetectionAugment(CATS, DetectionAugmentConfig(scale_jitter=0.3))
+    scales = []
+    for _ in range(12):
+        out, boxes, cats, scale = aug(_rect_image(), [[5, 3, 12, 7]], [1])
+        assert boxes[0] == pytest.approx(_extent(out))
+        assert cats[0] in (1, 2)
+        scales.append(scale)
+    assert min(scales) >= 0.7 and max(scales) <= 1.3 and len(set(scales)) > 1
+
+
+def test_transform_scale_jitter_and_normalised_boxes():
+    from transformers import DetrImageProcessorPil
+
+    proc = DetrImageProcessorPil(size={"height": 32, "width": 32})
+    batch = {
+        "image": [_rect_image(40, 40, (10, 10, 20, 10))] * 6,
+        "image_id": list(range(6)),
+        "objects": [{"bbox": [[10, 10, 20, 10]], "category": [6], "area": [200.0], "id": [0]}] * 6,
+    }
+    torch.manual_seed(1)
+    tf = DetectionTransform(
+        proc, CATS, train=True, augment=DetectionAugmentConfig(rotate90=False, flip=False, scale_jitter=0.5)
+    )
+    out = tf(batch)
+    sizes = {tuple(v.shape[-2:]) for v in out["pixel_values"]}
+    assert len(sizes) > 1 and all(16 <= s[0] <= 48 for s in sizes)
+    for lab in out["labels"]:
+        assert lab["boxes"][0].tolist() == pytest.approx([0.5, 0.375, 0.5, 0.25], abs=1e-5)
+        assert lab["orig_size"].tolist() == [40, 40] and lab["class_labels"].tolist() == [6]
+
+
+def test_collator_pads_and_builds_pixel_mask():
+    examples = [
+        {
+            "pixel_values": torch.ones(3, 20, 30),
+            "labels": {"orig_size": torch.tensor([40, 60]), "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]])},
+        },
+        {
+            "pixel_values": torch.ones(3, 32, 16),
+            "labels": {"orig_size": torch.tensor([64, 32]), "boxes": torch.tensor([[0.5, 0.5, 1.0, 1.0]])},
+        },
+    ]
+    batch = DetectionCollator()(examples)
+    assert batch["pixel_values"].shape == (2, 3, 32, 30)
+    assert batch["pixel_mask"][0].sum() == 20 * 30 and batch["pixel_mask"][1].sum() == 32 * 16
+    assert batch["pixel_mask"][0, 20:].sum() == 0 and batch["pixel_values"][1, :, :, 16:].abs().sum() == 0
+    assert batch["labels"][1]["target_size"].tolist() == [64, 32]
+    canvas = DetectionCollator(pixel_mask=False)(examples)
+    assert "pixel_mask" not in canvas
+    # boxes relative to the padded canvas; target_size maps them back to original pixels
+    assert canvas["labels"][1]["boxes"][0].tolist() == pytest.approx([0.5 * 16 / 30, 0.5, 16 / 30, 1.0])
+    assert canvas["labels"][1]["target_size"].tolist() == pytest.approx([64, 32 * 30 / 16])
+
+
+# ------------------------------------------------------------------------------------------ metrics
+def test_pack_targets_round_trip_with_empty_images():
+    labels = [
+        {
+            "class_labels": torch.tensor([3, 1]),
+            "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.1], [0.1, 0.2, 0.1, 0.1]]),
+            "orig_size": torch.tensor([40, 60]),
+            "target_size": torch.tensor([40.0, 90.0]),
+        },
+        {
+            "class_labels": torch.zeros(0, dtype=torch.long),
+            "boxes": torch.zeros(0, 4),
+            "orig_size": torch.tensor([8, 8]),
+        },
+    ]
+    packed = pack_targets(labels)
+    assert packed.shape == (2, 3, 5) and packed[1, 1:].eq(-100).all()
+    back = unpack_targets(packed.numpy())
+    assert back[0]["class_labels"].tolist() == [3, 1] and back[1]["class_labels"].tolist() == []
+    assert np.allclose(back[0]["boxes"], labels[0]["boxes"].numpy())
+    assert back[0]["target_size"].tolist() == [40, 90] and back[1]["target_size"].tolist() == [8, 8]
+    assert back[0]["orig_size"].tolist() == [40, 60]
+    # an uneven last batch is trimmed by image, as accelerate does with tensors
+    assert len(unpack_targets(packed[:1].numpy())) == 1
+
+
+def test_coco_map_perfect_shifted_and_empty():
+    targets = [
+        {
+            "boxes": np.array([[10, 10, 20, 20], [50, 50, 10, 10]]),
+            "labels": np.array([0, 1]),
+            "size": (100, 100),
+        },
+        {"boxes": np.array([[5, 5, 30, 30]]), "labels": np.array([0]), "size": (100, 100)},
+    ]
+
+    def dets(shift):
+        return [
+            {
+                "boxes": np.array([[10 + shift, 10, 30 + shift, 30], [50, 50, 60, 60]]),
+                "scores": np.array([0.9, 0.8]),
+                "labels": np.array([0, 1]),
+            },
+            {"boxes": np.array([[5, 5, 35, 35]]), "scores": np.array([0.7]), "labels": np.array([0])},
+        ]
+
+    perfect = coco_map(targets, dets(0), ["a", "b"])
+    assert perfect["map"] == pytest.approx(1.0) and perfect["map_50"] == pytest.approx(1.0)
+    assert perfect["mar_100"] == pytest.approx(1.0) and perfect["map_a"] == pytest.approx(1.0)
+    shifted = coco_map(targets, dets(8), ["a", "b"])
+    assert shifted["map_75"] < perfect["map_75"] and shifted["map"] < 1.0
+    assert (
+        coco_map(
+            targets,
+            [{"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "labels": np.zeros(0)}] * 2,
+            ["a", "b"],
+        )["map"]
+        == 0.0
+    )
+
+
+# ------------------------------------------------------------------------------------------ models
+def test_load_detector_presets_and_errors():
+    model, proc = load_detector(None, CATS, model_config="detr-tiny", image_size=64)
+    assert type(model).__name__ == "DetrForObjectDetection" and model.config.id2label[7] == "star"
+    assert accepts_pixel_mask(model) and type(proc).__name__.endswith("Pil")
+    yolos, _ = load_detector(None, CATS, model_config="yolos-tiny,num_detection_tokens=5", image_size=64)
+    assert not accepts_pixel_mask(yolos) and yolos.config.num_detection_tokens == 5
+    with pytest.raises(ValueError, match="object-detection model_type"):
+        load_detector(None, CATS, model_config="hidden_size=8")
+
+
+def test_load_detector_from_checkpoint_with_new_categories(tmp_path):
+    model, proc = load_detector(None, ["a", "b"], model_config="detr-tiny", image_size=64)
+    model.save_pretrained(tmp_path)
+    proc.save_pretrained(tmp_path)
+    again, proc2 = load_detector(str(tmp_path), ["x", "y", "z"], image_size=96)
+    assert (
+        again.config.id2label == {0: "x", 1: "y", 2: "z"} and again.class_labels_classifier.out_features == 4
+    )
+    assert (proc2.size.height, proc2.size.width) == (96, 96)
+
+
+def test_backbone_trainable_and_checkpointing_give_same_gradients():
+    torch.manual_seed(0)
+    model, _ = load_detector(None, CATS, model_config="detr-tiny", image_size=64)
+    frozen_all = sum(p.numel() for n, p in model.named_parameters() if "backbone" in n and p.requires_grad)
+    counts = set_backbone_trainable(model, "detr")
+    assert counts["trainable"] > 0 and counts["frozen"] > 0
+    assert frozen_all == 0  # transformers 5.x freezes the whole HF ResNet backbone of DETR
+    model.train()
+    x = torch.randn(2, 3, 64, 64)
+    labels = [{"class_labels": torch.tensor([1]), "boxes": torch.tensor([[0.5, 0.5, 0.3, 0.3]])}] * 2
+
+    def grads():
+        model.zero_grad()
+        torch.manual_seed(1)
+        model(
+            pixel_values=x, pixel_mask=torch.ones(2, 64, 64, dtype=torch.long), labels=labels
+        ).loss.backward()
+        return {
+            n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None and "backbone" in n
+        }
+
+    ref = grads()
+    n = enable_backbone_checkpointing(model)
+    assert n == 3  # the three trainable stages' blocks (first stage frozen)
+    assert enable_backbone_checkpointing(model) == 3  # idempotent
+    ck = grads()
+    assert ref.keys() == ck.keys() and len(ref) > 0
+    for k in ref:
+        torch.testing.assert_close(ck[k], ref[k], rtol=1e-4, atol=1e-5)
+    assert disable_backbone_checkpointing(model) == 3
+
+
+@pytest.fixture(scope="module")
+def det_data(tmp_path_factory):
+    from hf_galaxy.dataset import load_galaxy_dataset
+    from hf_galaxy.detection import to_detection
+    from hf_galaxy.synthetic import make_galaxy_zoo
+
+    tmp = tmp_path_factory.mktemp("detr")
+    zoo = make_galaxy_zoo(tmp / "zoo", 30, seed=2, image_size=64, show_progress=False)
+    return to_detection(load_galaxy_dataset(zoo.catalog_path, zoo.image_dir, cache_dir=tmp / "cache"))
+
+
+@pytest.mark.parametrize("preset", ["detr-tiny", "yolos-tiny"])
+def test_tiny_detector_trains_evaluates_and_predicts(preset, det_data, tmp_path):
+    from transformers import TrainingArguments
+
+    from hf_galaxy.detection import categories_of
+
+    cats = categories_of(det_data)
+    model, proc = load_detector(None, cats, model_config=preset, image_size=64)
+    set_backbone_trainable(model, "detr")
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=3,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=2,  # the validation split is odd-sized: an uneven last batch
+        learning_rate=1e-4,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="no",
+        eval_strategy="no",
+        gradient_checkpointing=True,
+        disable_tqdm=True,
+    )
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    trainer = build_detection_trainer(
+        model,
+        proc,
+        det_data["train"],
+        det_data["validation"],
+        cats,
+        args,
+        augment=DetectionAugmentConfig(),
+        backbone_checkpointing=True,
+    )
+    assert args.eval_do_concat_batches is False
+    trainer.train()
+    assert any(not torch.equal(before[n], p) for n, p in model.named_parameters() if p.requires_grad)
+    seen = []
+    metric_fn = trainer.compute_metrics
+
+    def counting(eval_pred):
+        seen.append(sum(len(b) for b in eval_pred.label_ids))
+        for batch_pred, packed in zip(eval_pred.predictions, eval_pred.label_ids):
+            batch_labels = unpack_targets(packed)
+            assert len(batch_pred[0]) == len(batch_labels)
+            assert all(t["target_size"].tolist() == [64, 64] for t in batch_labels)
+        return metric_fn(eval_pred)
+
+    trainer.compute_metrics = counting
+    metrics = trainer.evaluate()
+    assert len(det_data["validation"]) % 2 == 1 and seen == [len(det_data["validation"])]
+    for key in ("eval_map", "eval_map_50", "eval_mar_100"):
+        assert 0.0 <= metrics[key] <= 1.0
+    images = [det_data["validation"][i]["image"] for i in range(3)]
+    dets = predict_detections(model, proc, images, threshold=0.0)
+    assert len(dets) == 3
+    for img, d in zip(images, dets):
+        w, h = img.size
+        b = d["boxes"]
+        assert b.shape[1] == 4 and len(b) == len(d["scores"]) == len(d["labels"]) > 0
+        assert (b[:, 2] >= b[:, 0]).all() and (b[:, 3] >= b[:, 1]).all()
+        assert b.max() <= max(w, h) * 1.01 and b.max() > 1.0  # absolute pixels, not [0, 1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["conditional-detr-tiny", "deformable-detr-tiny", "rt-detr-tiny"])
+def test_other_detector_families_train_and_evaluate(preset, det_data, tmp_path):
+    from transformers import TrainingArguments
+
+    from hf_galaxy.detection import categories_of
+
+    cats = categories_of(det_data)
+    model, proc = load_detector(None, cats, model_config=preset, image_size=64)
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=2,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=4,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="no",
+        eval_strategy="no",
+        gradient_checkpointing=True,
+        disable_tqdm=True,
+    )
+    trainer = build_detection_trainer(
+        model,
+        proc,
+        det_data["train"],
+        det_data["validation"],
+        cats,
+        args,
+        augment=DetectionAugmentConfig(),
+        backbone_checkpointing=True,
+    )
+    trainer.train()
+    assert 0.0 <= trainer.evaluate()["eval_map"] <= 1.0
+    dets = predict_detections(model, proc, [det_data["validation"][0]["image"]], threshold=0.0)
+    assert dets[0]["boxes"].shape[1] == 4 and len(dets[0]["boxes"]) > 0
+
+
+# ------------------------------------------------------------------------------------------ recipe
+def test_load_detection_data_from_coco_folder_with_mosaics(det_data, tmp_path):
+    from hf_galaxy.detection import categories_of, export_coco
+    from hf_galaxy.detection_training import DetectionDataArguments, load_detection_data
+
+    export_coco(det_data, tmp_path / "coco")
+    args = DetectionDataArguments(mosaics=4, mosaic_size_min=96, mosaic_size_max=112)
+    dsd = load_detection_data(str(tmp_path / "coco"), args)
+    assert set(dsd) == {"train", "validation", "test"} and categories_of(dsd) == categories_of(det_data)
+    assert len(dsd["train"]) == len(det_data["train"]) + 4
+    assert len(dsd["validation"]) == len(det_data["validation"]) + 1
+    assert len(set(dsd["train"]["image_id"])) == len(dsd["train"])  # mosaic ids follow the cutouts' ids
+    assert max(dsd["train"]["width"]) >= 96
+
+
+def test_parser_yaml_cli_and_cpu_precision_fallback(tmp_path):
+    script, targs, margs, dargs = make_detection_parser().parse(
+        [
+            "--config",
+            str(ROOT / "recipes/configs/detr_tiny.yaml"),
+            "--max_steps",
+            "2",
+            "--output_dir",
+            str(tmp_path),
+        ]
+    )
+    assert margs.model_config == "detr-tiny" and targs.max_steps == 2 and dargs.image_size == 64
+    assert targs.gradient_checkpointing and script.backbone_checkpointing
+    if not torch.cuda.is_available():
+        assert script.precision == "fp32" and not targs.fp16
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model_config: detr-tiny\nnot_an_option: 1\n")
+    with pytest.raises(SystemExit):
+        make_detection_parser().parse(["--config", str(bad)])
+
+
+def _launch(config: str, out: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--cpu",
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(ROOT / "recipes/detr.py"),
+        "--config",
+        str(ROOT / "recipes/configs" / config),
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "4",
+        "--disable_tqdm",
+        "true",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=str(out.parent))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["detr_tiny.yaml", "yolos_tiny.yaml"])
+def test_accelerate_launch_recipe(config, tmp_path):
+    from transformers import AutoImageProcessor, AutoModelForObjectDetection
+
+    out = tmp_path / "run"
+    _launch(config, out)
+    results = json.loads((out / "eval_results.json").read_text())
+    assert 0.0 <= results["test_map"] <= 1.0 and "test_map_50" in results and "test_mar_100" in results
+    assert (out / "predictions.png").stat().st_size > 1000
+    assert Image.open(out / "predictions.png").format == "PNG"
+    card = json.loads((out / "hf_galaxy_card.json").read_text())
+    assert card["task"] == "object-detection" and card["label_names"][-2:] == ["neighbour", "star"]
+    model = AutoModelForObjectDetection.from_pretrained(out)
+    assert model.config.id2label[0] == "elliptical"
+    AutoImageProcessor.from_pretrained(out)
