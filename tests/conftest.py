@@ -15,3 +15,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_DISABLED", "true")
 os.environ.pop("HF_TOKEN", None)
+# Tiny models on a 2-core machine: one BLAS/OpenMP thread per process is faster than oversubscribing,
+# and subprocesses (accelerate launch tests) inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")

@@ -285,3 +285,13 @@ def test_log_table_from_history_merges_steps_and_skips_summaries():
         {"epoch": 0.5, "step": 5, "training_loss": 2.0, "validation_loss": 1.9, "accuracy": 0.4},
         {"epoch": 1.0, "step": 10, "training_loss": 1.5},
     ]
+
+
+def test_card_without_any_metrics_still_validates(tmp_path):
+    """A run that was never evaluated has no model-index; no stray model_name key may be left behind."""
+    card = GalaxyCardData(label_names=GZ1_CLASSES, dataset={"release": "Galaxy Zoo 1"})
+    card.save(tmp_path)
+    text = render_model_card(tmp_path)
+    meta = ModelCard(text).data.to_dict()
+    assert "model_name" not in meta and "model-index" not in meta
+    validate_card_metadata(meta)

@@ -253,7 +253,8 @@ def build_metadata(
         base_model=base_model,
         datasets=[dataset_id] if dataset_id else None,
         metrics=sorted({r.metric_type for r in results}) or None,
-        model_name=model_name,
+        # huggingface_hub folds model_name into model-index; without results it would stay a stray key
+        model_name=model_name if results else None,
         eval_results=results or None,
     )
 

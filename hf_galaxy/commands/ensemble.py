@@ -1,0 +1,54 @@
+"""``hf-galaxy ensemble``: combine classifiers (given, or trained here) and compare them with each member.
+
+The same options as ``recipes/ensemble.py`` (and the training recipes, for members trained here); options come
+from ``--config FILE.yaml`` and are overridden by the command line::
+
+    hf-galaxy ensemble --members outputs/run1,outputs/run2,outputs/run3 --method stacking \\
+        --dataset GalaxyZoo1_DR_table2.csv --image_dir cutouts/ --output_dir outputs/ensemble
+    hf-galaxy ensemble --config recipes/configs/ensemble_tiny.yaml --strategy bagging
+    hf-galaxy ensemble --ensemble outputs/ensemble --dataset data/saved_dsd --tta true   # re-evaluate a saved one
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = (
+    "ensemble classifiers (soft/hard/weighted voting, stacking; members given or trained by seeds, bagging or "
+    "boosting): member/ensemble metrics table, saved ensemble, optional publish"
+)
+
+_UNSET = object()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from hf_galaxy.ensemble import EnsembleArguments
+    from hf_galaxy.training import make_parser
+
+    recipe = make_parser(use_lora=False, extra_dataclasses=[EnsembleArguments], add_help=False)
+    parser._add_container_actions(recipe)
+    # every option defaults to a sentinel, so run() can tell command-line values from YAML/defaults
+    for action in parser._actions:
+        if action.dest not in ("help", argparse.SUPPRESS):
+            action.default = _UNSET
+
+
+def run(args: argparse.Namespace) -> int:
+    from hf_galaxy.ensemble import EnsembleArguments, run_ensemble
+    from hf_galaxy.training import ConfigError, make_parser
+
+    explicit = {
+        k: v for k, v in vars(args).items() if v is not _UNSET and not k.startswith("_") and k != "command"
+    }
+    config = explicit.pop("config", None)
+    parser = make_parser(use_lora=False, extra_dataclasses=[EnsembleArguments])
+    try:
+        script_args, training_args, model_args, data_args, ensemble_args = parser.build(explicit, config)
+    except (ConfigError, ValueError) as err:
+        raise SystemExit(f"hf-galaxy ensemble: error: {err}") from err
+    if not script_args.dataset:
+        raise SystemExit(
+            "hf-galaxy ensemble: error: --dataset is required (the splits to fit and evaluate on)"
+        )
+    run_ensemble(script_args, training_args, model_args, data_args, ensemble_args)
+    return 0
