@@ -1,0 +1,140 @@
+"""Classification metrics computed locally (numpy + scikit-learn; no metric downloads).
+
+accuracy, macro-F1, per-class precision/recall, top-2 accuracy, expected calibration error (15 equal-width
+confidence bins) and, when volunteer vote fractions are available, the vote RMSE of the 2014 Kaggle Galaxy
+Challenge (root-mean-square error between predicted probabilities and vote fractions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+    top_k_accuracy_score,
+)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Numerically stable softmax over the last axis."""
+    logits = np.asarray(logits, dtype=np.float64)
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
+    """Expected calibration error: sum over equal-width confidence bins of |accuracy - confidence| x weight."""
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        return float("nan")
+    conf = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # bin i holds confidences in (edges[i], edges[i+1]]; confidence 0 falls in the first bin
+    idx = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        mask = idx == b
+        if mask.any():
+            ece += mask.mean() * abs(correct[mask].mean() - conf[mask].mean())
+    return float(ece)
+
+
+def vote_rmse(probs: np.ndarray, votes: np.ndarray) -> float:
+    """Root-mean-square error between predicted class probabilities and volunteer vote fractions."""
+    probs = np.asarray(probs, dtype=np.float64)
+    votes = np.asarray(votes, dtype=np.float64)
+    if probs.shape != votes.shape:
+        raise ValueError(f"probabilities {probs.shape} and votes {votes.shape} must have the same shape")
+    return float(np.sqrt(np.mean((probs - votes) ** 2)))
+
+
+def votes_are_informative(votes: np.ndarray | None) -> bool:
+    """True when ``votes`` hold real vote fractions (not only one-hot rows standing in for missing votes)."""
+    if votes is None:
+        return False
+    votes = np.asarray(votes, dtype=np.float64)
+    if votes.size == 0:
+        return False
+    one_hot = np.isclose(votes, 0.0) | np.isclose(votes, 1.0)
+    return not bool(one_hot.all())
+
+
+def classification_metrics(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    votes: np.ndarray | None = None,
+    n_bins: int = 15,
+) -> dict[str, float]:
+    """All metrics for predicted probabilities ``probs`` (N x C) against integer ``labels`` (N).
+
+    Rows with a negative label (e.g. -100, no label) are ignored. ``vote_rmse`` is added when ``votes``
+    (N x C) hold real vote fractions.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels).astype(np.int64).reshape(-1)
+    n_classes = len(class_names)
+    if probs.ndim != 2 or probs.shape[1] != n_classes:
+        raise ValueError(
+            f"probabilities must be N x {n_classes} for classes {list(class_names)}, got {probs.shape}"
+        )
+    keep = labels >= 0
+    p, y = probs[keep], labels[keep]
+    classes = list(range(n_classes))
+    pred = p.argmax(axis=1)
+    out: dict[str, float] = {
+        "accuracy": float(accuracy_score(y, pred)),
+        "macro_f1": float(f1_score(y, pred, labels=classes, average="macro", zero_division=0)),
+        "top2_accuracy": float(top_k_accuracy_score(y, p, k=min(2, n_classes), labels=classes))
+        if n_classes > 2
+        else 1.0,
+        "ece": expected_calibration_error(p, y, n_bins=n_bins),
+    }
+    prec, rec, _, _ = precision_recall_fscore_support(y, pred, labels=classes, zero_division=0)
+    for name, pr, rc in zip(class_names, prec, rec):
+        out[f"precision_{name}"] = float(pr)
+        out[f"recall_{name}"] = float(rc)
+    if votes is not None:
+        v = np.asarray(votes, dtype=np.float64)[keep]
+        if votes_are_informative(v):
+            out["vote_rmse"] = vote_rmse(p, v)
+    return out
+
+
+def confusion(labels: np.ndarray, preds: np.ndarray, n_classes: int) -> np.ndarray:
+    """Confusion matrix (rows: true class, columns: predicted class), ignoring negative labels."""
+    labels = np.asarray(labels).reshape(-1)
+    preds = np.asarray(preds).reshape(-1)
+    keep = labels >= 0
+    return confusion_matrix(labels[keep], preds[keep], labels=list(range(n_classes)))
+
+
+def split_label_ids(label_ids: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """Split Trainer ``label_ids`` into (labels, votes): a tuple when ``label_names=["labels", "votes"]``."""
+    if isinstance(label_ids, (tuple, list)):
+        labels = np.asarray(label_ids[0])
+        votes = np.asarray(label_ids[1]) if len(label_ids) > 1 and label_ids[1] is not None else None
+        return labels, votes
+    return np.asarray(label_ids), None
+
+
+def make_compute_metrics(class_names: Sequence[str]) -> Callable[[Any], dict[str, float]]:
+    """A ``compute_metrics`` function for ``transformers.Trainer`` (logits in, metrics dict out)."""
+    names = list(class_names)
+
+    def compute_metrics(eval_pred: Any) -> dict[str, float]:
+        logits = eval_pred.predictions
+        if isinstance(logits, (tuple, list)):
+            logits = logits[0]
+        labels, votes = split_label_ids(eval_pred.label_ids)
+        return classification_metrics(softmax(logits), labels, names, votes=votes)
+
+    return compute_metrics
