@@ -55,3 +55,34 @@ def test_bad_catalogue_error_names_columns(tmp_path, capsys) -> None:
 
     with pytest.raises(CatalogError, match=r"unknown catalogue layout. Columns found: \[a, b\]"):
         main(["prepare", str(bad)])
+
+
+def test_demo_config_matches_the_recipe_yaml() -> None:
+    """The demo embeds recipes/configs/vit_lora_demo.yaml so it runs from a wheel; the two must not drift."""
+    from pathlib import Path
+
+    import yaml
+
+    from hf_galaxy.demo_pipeline import DEMO_CONFIG
+
+    recipe = yaml.safe_load((Path(__file__).parents[1] / "recipes/configs/vit_lora_demo.yaml").read_text())
+    assert {k: recipe[k] for k in DEMO_CONFIG} == DEMO_CONFIG
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_pipeline_offline(tmp_path, capsys) -> None:
+    import json
+
+    from huggingface_hub import ModelCard
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--output-dir", str(out), "-n", "120", "--epochs", "1", "--num-proc", "1"]) == 0
+    summary = json.loads((out / "demo_summary.json").read_text())
+    assert 0.0 <= summary["metrics"]["test_accuracy"] <= 1.0
+    for name in ("sample_grid.png", "model/confusion_matrix.png", "model/training_curves.png",
+                 "model/model.safetensors", "model/README.md", "publish_dry_run/README.md"):
+        assert (out / name).stat().st_size > 0, name
+    card = ModelCard.load(out / "publish_dry_run" / "README.md")
+    assert card.data.pipeline_tag == "image-classification"
+    assert "trained on synthetic galaxies" in card.text
+    assert "[5/5]" in capsys.readouterr().out

@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"[2/5] load_galaxy_dataset({zoo.catalog_path}, image_size={args.image_size})")
     dsd = load_galaxy_dataset(zoo.catalog_path, zoo.image_dir, image_size=args.image_size, seed=args.seed,
                               cache_dir=out / "cache", num_proc=args.num_proc)
+    dsd.galaxy_info["synthetic"] = True  # the model card says so
     _print_summary(dsd)
     grid = sample_grid(dsd["train"], out / "sample_grid.png", title="Synthetic Galaxy Zoo 1 (train split)")
     print(f"sample grid: {grid}")
