@@ -1124,6 +1124,9 @@ def run_detection(
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     output_dir = Path(training_args.output_dir)
     precision = apply_precision(training_args, script_args.precision)
+    from hf_galaxy.hub import finish_output_dir, take_over_push
+
+    push_to_hub = take_over_push(training_args)  # published once at the end, with the generated card
     set_seed(training_args.seed)
     if dataset_dict is None:
         with training_args.main_process_first(desc="detection data"):
@@ -1233,4 +1236,5 @@ def run_detection(
             )
         card.precision = precision
         card.save(output_dir)
+        finish_output_dir(output_dir, training_args, push_to_hub)
     return metrics

@@ -446,7 +446,12 @@ def load_for_inference(model_name_or_path: str, revision: str | None = None) -> 
     """Load a trained classifier (output directory, its ``adapter/`` directory, or a Hub repo) in eval mode."""
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-    path = Path(resolve_model_path(model_name_or_path, revision=revision))
+    resolved = resolve_model_path(model_name_or_path, revision=revision)
+    path = Path(resolved)
+    if not path.is_dir():  # a Hub id that is not cached yet and the Hub is reachable: download it
+        from huggingface_hub import snapshot_download
+
+        path = Path(snapshot_download(resolved, revision=revision))
     if (path / "config.json").is_file():
         model = AutoModelForImageClassification.from_pretrained(path)
         processor_dir = path

@@ -850,6 +850,9 @@ def run_training(
 
     data_args = data_args or DataArguments()
     _setup_logging(training_args)
+    from hf_galaxy.hub import finish_output_dir, take_over_push
+
+    push_to_hub = take_over_push(training_args)  # published once at the end, with the generated card
     output_dir = Path(training_args.output_dir)
     precision = apply_precision(training_args, script_args.precision)
     set_seed(training_args.seed)
@@ -978,6 +981,7 @@ def run_training(
             "train_runtime_s", round(float(train_result.metrics.get("train_runtime", 0.0)), 1)
         )
         card.save(output_dir)
+        finish_output_dir(output_dir, training_args, push_to_hub)
         logger.warning(
             "hf-galaxy: wrote the %s model, metrics, plots and card data to %s (process %d of %d)",
             "merged LoRA"

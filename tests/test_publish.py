@@ -420,12 +420,9 @@ def test_published_card_parses_with_correct_metrics_and_labels(full_run, hub):
 
 
 @pytest.mark.slow
-def test_vit_lora_recipe_run_publishes_and_pulls_back_identically(tmp_path, hub):
-    """Done-when check: train with recipes/vit_lora.py (tiny config, few steps), publish, pull with pipeline."""
+def _run_tiny_lora_recipe(tmp_path: Path, *extra: str):
+    """Train recipes/vit_lora.py on a tiny in-memory dataset for 3 steps; returns (output_dir, dataset)."""
     import importlib.util
-    import json
-
-    from transformers import pipeline
 
     from tests.galaxy_tiny import tiny_dataset_dict
 
@@ -441,8 +438,19 @@ def test_vit_lora_recipe_run_publishes_and_pulls_back_identically(tmp_path, hub)
     argv = ["--dataset", str(data), "--model_config", "vit-tiny", "--output_dir", str(out), "--max_steps", "3",
             "--per_device_train_batch_size", "6", "--logging_steps", "1", "--eval_strategy", "steps",
             "--eval_steps", "2", "--save_strategy", "no", "--report_to", "none", "--num_grid_images", "4",
-            "--lora_r", "4"]  # fmt: skip
+            "--lora_r", "4", *extra]  # fmt: skip
     recipe.main(*recipe.make_parser().parse(argv))
+    return out, dsd
+
+
+def test_vit_lora_recipe_run_publishes_and_pulls_back_identically(tmp_path, hub):
+    """Done-when check: train with recipes/vit_lora.py (tiny config, few steps), publish, pull with pipeline."""
+    import json
+
+    from transformers import pipeline
+
+    out, dsd = _run_tiny_lora_recipe(tmp_path)
+    assert ModelCard.load(out / "README.md").data.pipeline_tag == "image-classification"  # card written locally
     assert (out / "adapter" / "adapter_config.json").is_file() and (out / "model.safetensors").is_file()
     before = _digest(out)
 
@@ -468,6 +476,18 @@ def test_vit_lora_recipe_run_publishes_and_pulls_back_identically(tmp_path, hub)
         assert f"`{name}`" in card.text
     with pytest.raises(ValueError, match="built from a config"):
         publish(out, "tester/vit-lora-e2e-adapter", push_adapter=True, dry_run_dir=tmp_path / "dry2")
+
+
+def test_recipe_push_to_hub_publishes_once_with_the_generated_card(tmp_path, hub):
+    """The Trainer path (--push_to_hub, --hub_model_id) ends with the same card and file set as publish()."""
+    out, _ = _run_tiny_lora_recipe(tmp_path, "--push_to_hub", "true", "--hub_model_id", "tester/vit-pushed")
+    remote = hub.files("tester/vit-pushed")
+    assert "training_args.bin" not in remote and not any(k.startswith("checkpoint-") for k in remote)
+    assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md"} <= set(remote)
+    publish(out, "tester/vit-pushed", dry_run_dir=tmp_path / "dry")
+    assert remote["README.md"] == (tmp_path / "dry" / "README.md").read_bytes()
+    titles = [c.title for c in HfApi(endpoint=hub.endpoint).list_repo_commits("tester/vit-pushed")]
+    assert len(titles) == 2  # the repo's initial commit and one publish
 
 
 def test_detection_model_publishes_and_pulls_with_object_detection_pipeline(tmp_path, hub):
@@ -498,3 +518,21 @@ def test_detection_model_publishes_and_pulls_with_object_detection_pipeline(tmp_
     assert card.data.pipeline_tag == "object-detection"
     assert {r.metric_type: r.metric_value for r in card.data.eval_results} == {"map": 0.25, "map_50": 0.5}
     assert "| 0 | `galaxy` |" in card.text  # label names came from config.json
+
+
+def test_cli_predict_with_a_hub_repo_id_matches_the_local_model(full_run, hub, tmp_path):
+    """`hf-galaxy predict --model REPO_ID` downloads the published repo and predicts exactly as the local dir."""
+    import pandas as pd
+
+    from hf_galaxy.cli import main
+
+    publish(full_run, "tester/gz1-predict")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, image in enumerate(galaxy_images(4)):
+        image.save(folder / f"g{i}.png")
+    assert main(["predict", str(folder), "--model", "tester/gz1-predict", "--output", str(tmp_path / "hub.csv")]) == 0
+    assert main(["predict", str(folder), "--model", str(full_run), "--output", str(tmp_path / "local.csv")]) == 0
+    from_hub, local = pd.read_csv(tmp_path / "hub.csv"), pd.read_csv(tmp_path / "local.csv")
+    assert len(from_hub) == 4 and list(from_hub.columns[:2]) == ["id", "predicted_class"]
+    pd.testing.assert_frame_equal(from_hub, local)

@@ -11,9 +11,11 @@ from hf_galaxy.hub.publish import (
     PublishError,
     PublishResult,
     check_repo_id,
+    finish_output_dir,
     publish,
     publish_from_training_args,
     pull,
+    take_over_push,
 )
 from hf_galaxy.hub.render import render_model_card, write_model_card
 from hf_galaxy.hub.validate import CardValidationError, validate_card_metadata
@@ -26,10 +28,12 @@ __all__ = [
     "PublishError",
     "PublishResult",
     "check_repo_id",
+    "finish_output_dir",
     "publish",
     "publish_from_training_args",
     "pull",
     "render_model_card",
+    "take_over_push",
     "validate_card_metadata",
     "write_model_card",
 ]

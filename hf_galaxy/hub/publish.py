@@ -588,6 +588,31 @@ def publish_from_training_args(output_dir: str | os.PathLike, args: Any, **kwarg
     return publish(output_dir, repo_id, **kwargs)
 
 
+def take_over_push(args: Any) -> bool:
+    """Turn the Trainer's own ``push_to_hub`` off and return whether the user asked for a push.
+
+    ``Trainer.push_to_hub`` writes its own README and uploads ``training_args.bin`` (and, with
+    ``hub_strategy="every_save"``, every checkpoint); recipes publish once at the end instead, through
+    :func:`finish_output_dir`, with the generated card.
+    """
+    asked = bool(getattr(args, "push_to_hub", False))
+    if asked:
+        args.push_to_hub = False
+    return asked
+
+
+def finish_output_dir(output_dir: str | os.PathLike, args: Any, push_to_hub: bool) -> PublishResult | None:
+    """Write the model card (README.md) into a finished run's ``output_dir``; publish it when asked."""
+    from hf_galaxy.hub.render import write_model_card
+
+    write_model_card(output_dir, repo_id=getattr(args, "hub_model_id", None))
+    if not push_to_hub:
+        return None
+    result = publish_from_training_args(output_dir, args)
+    logger.warning("hf-galaxy: published %s to %s (%d files)", output_dir, result.repo_id, len(result.files))
+    return result
+
+
 def pull(
     repo_id: str,
     *,
