@@ -103,6 +103,8 @@ from scipy.optimize import brentq
 from scipy.special import gamma as gamma_fn
 from scipy.special import gammaincinv, ndtri
 
+from hf_galaxy.catalogs.trees import GZ1_CLASSES  # the canonical class order (P_EL, P_CW, ... P_MG)
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -121,15 +123,7 @@ __all__ = [
     "simulate_votes",
 ]
 
-GZ1_CLASSES: tuple[str, ...] = (
-    "elliptical",
-    "clockwise_spiral",
-    "anticlockwise_spiral",
-    "edge_on",
-    "star_or_unknown",
-    "merger",
-)
-"""The six GZ1 classes in canonical order (the order of P_EL, P_CW, P_ACW, P_EDGE, P_DK, P_MG)."""
+
 
 CATALOG_COLUMNS: tuple[str, ...] = (
     "OBJID",

@@ -8,14 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-GZ1_CLASSES = [
-    "elliptical",
-    "clockwise_spiral",
-    "anticlockwise_spiral",
-    "edge_on",
-    "star_or_unknown",
-    "merger",
-]
+from hf_galaxy.catalogs.trees import GZ1_CLASSES as _GZ1_CLASSES
+
+GZ1_CLASSES = list(_GZ1_CLASSES)
 
 TINY_VIT = "vit-tiny"  # preset of hf_galaxy.models.CONFIG_PRESETS (hidden 32, 2 layers, 32 px, patch 8)
 

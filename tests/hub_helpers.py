@@ -13,17 +13,11 @@ import pytest
 import torch
 from huggingface_hub import constants
 
+from hf_galaxy.catalogs.trees import GZ1_CLASSES as _GZ1_CLASSES
 from hf_galaxy.hub.card import GalaxyCardData, library_versions
 from tests.hub_server import HubServer
 
-GZ1_CLASSES = [
-    "elliptical",
-    "clockwise_spiral",
-    "anticlockwise_spiral",
-    "edge_on",
-    "star_or_unknown",
-    "merger",
-]
+GZ1_CLASSES = list(_GZ1_CLASSES)
 TOKEN = "hf_loopback_test_token"
 IMAGE_SIZE = 32
 
