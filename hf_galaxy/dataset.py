@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from hf_galaxy.catalogs import read_catalog
@@ -184,8 +185,13 @@ def open_image(path: str | os.PathLike, index: int | None = None) -> Image.Image
     if index is not None and name.endswith((".h5", ".hdf5")):
         import h5py
 
-        with h5py.File(p, "r") as f:
-            arr = np.asarray(f["images"][int(index)])
+        try:
+            with h5py.File(p, "r") as f:
+                arr = np.asarray(f["images"][int(index)])
+        except FileNotFoundError:
+            raise ImageError(f"{p}: missing image file", "missing image file") from None
+        except (OSError, KeyError, IndexError, ValueError) as exc:
+            raise ImageError(f"{p}[images][{index}]: unreadable HDF5 image ({exc})", "unreadable image") from exc
         if arr.dtype != np.uint8:
             arr = _stretch_to_uint8(arr) if arr.ndim == 2 else np.stack(
                 [_stretch_to_uint8(arr[..., k]) for k in range(arr.shape[-1])], axis=-1)
@@ -277,20 +283,26 @@ def _generate_rows(rows: Sequence[dict], image_size: int | None, strict: bool) -
 
 
 # ----------------------------------------------------------------------------------------------- splits
+def _split_key(galaxy_id: str, seed: int) -> int:
+    """A pseudo-random rank for ``galaxy_id`` that depends only on the id and the seed."""
+    return int.from_bytes(hashlib.blake2b(f"{seed}:{galaxy_id}".encode(), digest_size=8).digest(), "big")
+
+
 def assign_splits(labels: np.ndarray, ids: Sequence[str], seed: int,
                   fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> np.ndarray:
-    """Deterministic stratified split: within each class, a seeded shuffle cut at ``fractions``.
+    """Deterministic stratified split: within each class, galaxies ranked by a hash of (seed, id), cut at
+    ``fractions``.
 
-    Rows are ordered by id first, so the assignment does not depend on the catalogue's row order.
+    A galaxy's rank depends only on its id and the seed, not on the catalogue's row order or on the other
+    rows, so another label scheme or a grown catalogue moves at most the galaxies next to a cut point.
     """
     if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
         raise ValueError(f"split fractions {tuple(fractions)} must be three non-negative numbers summing to 1")
     out = np.empty(len(labels), dtype=object)
-    order = np.argsort(np.asarray(ids, dtype=str), kind="stable")
-    rng = np.random.default_rng(seed)
+    keys = np.array([_split_key(str(i), seed) for i in ids], dtype=np.uint64)
     for cls in np.unique(labels):
-        members = order[labels[order] == cls]
-        members = members[rng.permutation(len(members))]
+        members = np.flatnonzero(labels == cls)
+        members = members[np.argsort(keys[members], kind="stable")]
         k = len(members)
         n_val = int(round(k * fractions[1]))
         n_test = int(round(k * fractions[2]))
@@ -377,7 +389,9 @@ def load_galaxy_dataset(
         image_size: resize (centre-cropped to square) once at preparation time.
         cache_dir: ``datasets`` cache folder (default: the HF datasets cache).
         num_proc: processes that prepare the images.
-        streaming: return ``IterableDataset`` splits, prepared on the fly (no disk cache).
+        streaming: return ``IterableDataset`` splits, prepared on the fly (no disk cache). Images that
+            cannot be read are then skipped and logged as iteration reaches them, so ``report.split_sizes``
+            are upper bounds and ``report.dropped`` holds only the catalogue and label stages.
         strict: raise at the first bad row or image instead of skipping and reporting it.
         split_fractions: train/validation/test fractions when the catalogue has no split column.
         min_share_asked: with ``question``, the minimum share of volunteers who reached the question.
@@ -421,17 +435,22 @@ def load_galaxy_dataset(
     ids = table["id"].astype(str).to_numpy()
 
     if "split" in table.columns and table["split"].notna().any():
-        raw = table["split"].astype(str).str.strip().str.lower()
+        raw = table["split"].astype("string").str.strip().str.lower()
         split = raw.map(_SPLIT_ALIASES)
         bad = split.isna()
         if bad.any():
-            raise CatalogError(f"{catalog}: split column values {sorted(set(raw[bad]))[:10]} are not one of "
-                               f"{sorted(_SPLIT_ALIASES)}")
+            rows = [f"id={ids[i]} ({table['split'].iat[i]!r})" for i in np.flatnonzero(bad.to_numpy())[:10]]
+            raise CatalogError(
+                f"{catalog}: {int(bad.sum())} row(s) have a split that is not one of {sorted(_SPLIT_ALIASES)}: "
+                f"{', '.join(rows)}. Fill the split column for every row, or drop it to split by seed."
+            )
         split = split.to_numpy(dtype=object)
     else:
         split = assign_splits(lab.labels, ids, seed, split_fractions)
 
-    has_radec = {"ra", "dec"} <= set(table.columns) and table[["ra", "dec"]].notna().all().all()
+    has_radec = {"ra", "dec"} <= set(table.columns) and table[["ra", "dec"]].notna().any().all()
+    if has_radec and table[["ra", "dec"]].isna().any(axis=1).any():
+        logger.info("%d galaxies have no ra/dec (stored as missing)", int(table[["ra", "dec"]].isna().any(axis=1).sum()))
     paths = table["image_path"] if "image_path" in table.columns else [None] * len(table)
     indices = table["image_index"] if "image_index" in table.columns else [None] * len(table)
     rows_by_split: dict[str, list[dict]] = {s: [] for s in SPLITS}
@@ -444,8 +463,9 @@ def load_galaxy_dataset(
             "image_index": None if indices[k] is None or indices[k] != indices[k] else int(indices[k]),
         }
         if has_radec:
-            row["ra"] = float(table["ra"].iat[k])
-            row["dec"] = float(table["dec"].iat[k])
+            ra, dec = table["ra"].iat[k], table["dec"].iat[k]
+            row["ra"] = None if pd.isna(ra) else float(ra)
+            row["dec"] = None if pd.isna(dec) else float(dec)
         rows_by_split[split[k]].append(row)
 
     features = _features(lab.class_names, has_radec)

@@ -128,6 +128,10 @@ def _resolve_classes(
     unknown = sorted({s for srcs in mapping.values() for s in srcs} - set(names))
     if unknown:
         raise LabelError(f"classes: unknown class name(s) {unknown}; the available classes are {names}")
+    used = [s for srcs in mapping.values() for s in srcs]
+    reused = sorted({s for s in used if used.count(s) > 1})
+    if reused:
+        raise LabelError(f"classes: {reused} appear in more than one merged class of {dict(mapping)}")
     return mapping
 
 
@@ -233,16 +237,16 @@ def make_labels(
         covered = merged.sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             votes = np.where(covered[:, None] > 0, merged / covered[:, None], 0.0)
-        if classes is None:
-            labels = np.argmax(merged, axis=1)
-        else:
-            # A merge changes which class wins; a pure selection drops galaxies whose winner is not selected.
-            labels = np.argmax(merged, axis=1)
-            winner_old = old_to_new[np.argmax(raw_votes, axis=1)]
-            selection_only = all(len(s) == 1 for s in mapping.values())
-            if selection_only:
-                _drop(keep, winner_old < 0, "plurality class not among the selected classes",
-                      ids, dropped, counts, strict)
+        labels = np.argmax(merged, axis=1)
+        if classes is not None:
+            # A pure selection drops galaxies whose plurality answer is not selected. A merge can change which
+            # class wins, so there the votes left out of every merged class (the uncovered share) compete as one
+            # more class: a galaxy whose uncovered share is at least its best merged class is dropped.
+            if all(len(srcs) == 1 for srcs in mapping.values()):
+                outside = old_to_new[np.argmax(raw_votes, axis=1)] < 0
+            else:
+                outside = (raw_votes.sum(axis=1) - covered) >= merged.max(axis=1)
+            _drop(keep, outside, "plurality class not among the selected classes", ids, dropped, counts, strict)
         if scheme_used == "clean":
             win = np.take_along_axis(merged, labels[:, None], axis=1)[:, 0]
             _drop(keep, win < threshold, f"winning vote fraction below threshold {threshold}",

@@ -1002,8 +1002,9 @@ def make_galaxy_zoo(
     cut-outs), ``truth.csv`` (``OBJID,true_class``) and ``truth_boxes.json`` (see the module
     docstring for the physics, the box definition and the chirality convention). The output is a
     deterministic function of ``(n, seed, image_size, class_fractions)``: the same arguments give
-    byte-identical files whatever ``num_proc`` is. Images of a previous catalogue written to the same
-    folder are removed; other files are left alone.
+    byte-identical files whatever ``num_proc`` is. A folder that already holds a complete set made with
+    the same arguments is reused as it is (``synthetic_manifest.json`` records them). Images of a previous
+    catalogue written to the same folder are removed; other files are left alone.
 
     Args:
         out_dir: folder to write to (created if missing).
@@ -1041,6 +1042,14 @@ def make_galaxy_zoo(
         boxes_path=out / "truth_boxes.json",
         n=n,
     )
+
+    manifest_path = out / _MANIFEST
+    manifest = {"version": _GENERATOR_VERSION, "n": n, "seed": seed, "image_size": size,
+                "class_probs": [round(float(p), 12) for p in class_probs]}
+    if _is_complete(zoo, manifest_path, manifest):
+        logger.info("reusing the synthetic galaxies already in %s (same n, seed, size and classes)", out)
+        return zoo
+    manifest_path.unlink(missing_ok=True)
 
     # Identifiers and sky positions: serial, so they are unique and independent of num_proc.
     objids: list[int] = []
@@ -1124,4 +1133,24 @@ def make_galaxy_zoo(
         writer.writerow(["OBJID", "true_class"])
         writer.writerows([str(o), c] for o, c in truth)
     zoo.boxes_path.write_text(json.dumps(boxes, separators=(",", ":")) + "\n")
+    manifest_path.write_text(json.dumps(manifest) + "\n")  # last: marks the set complete
     return zoo
+
+
+_MANIFEST = "synthetic_manifest.json"
+_GENERATOR_VERSION = "1"  # bump whenever the rendered images or votes change
+
+
+def _is_complete(zoo: SyntheticZoo, manifest_path: Path, manifest: dict[str, Any]) -> bool:
+    """True when ``zoo`` already holds a finished set made with the same arguments (so nothing is rewritten,
+    file mtimes stay, and the prepared dataset is served from the cache)."""
+    try:
+        if json.loads(manifest_path.read_text()) != manifest:
+            return False
+    except (OSError, ValueError):
+        return False
+    if not all(p.is_file() for p in (zoo.catalog_path, zoo.truth_path, zoo.boxes_path)):
+        return False
+    with zoo.catalog_path.open() as f:
+        ids = [line.split(",", 1)[0] for line in f.read().splitlines()[1:]]
+    return len(ids) == zoo.n and all((zoo.image_dir / f"{i}.jpg").is_file() for i in ids)

@@ -719,7 +719,9 @@ def test_image_folder_errors_and_repeated_stems(tmp_path: Path) -> None:
     rep = tmp_path / "rep"
     touch_image(rep / "x" / "0.jpg")
     touch_image(rep / "y" / "0.jpg")
-    cat = read_catalog(rep)
+    with pytest.raises(CatalogError, match=r"0 in x, y\. A galaxy must not be in two classes or splits"):
+        read_catalog(rep)  # one galaxy in two classes (or splits) would leak or carry two labels
+    cat = read_catalog(rep, ids="path")
     assert sorted(cat.table["id"]) == ["x/0", "y/0"]
 
 

@@ -235,3 +235,47 @@ def test_unreadable_image_error_names_file(tmp_path) -> None:
     p.write_bytes(b"not an image at all")
     with pytest.raises(ImageError, match="junk.jpg"):
         open_image(p)
+
+
+def test_split_barely_moves_when_the_label_scheme_changes() -> None:
+    """Ranking by a hash of (seed, id) keeps a galaxy's split when other rows come and go."""
+    rng = np.random.default_rng(0)
+    ids = [f"g{i:04d}" for i in range(2000)]
+    labels = rng.integers(0, 6, 2000)
+    full = dict(zip(ids, assign_splits(labels, ids, seed=0)))
+    keep = rng.random(2000) < 0.5  # e.g. the clean scheme keeps about half
+    sub_ids = [i for i, k in zip(ids, keep) if k]
+    sub = dict(zip(sub_ids, assign_splits(labels[keep], sub_ids, seed=0)))
+    test_now_train = sum(full[i] == "test" and sub[i] == "train" for i in sub_ids)
+    assert test_now_train <= 0.02 * len(sub_ids)
+
+
+def test_split_column_with_gaps_names_the_rows(gz1, tmp_path) -> None:
+    cat, images = gz1
+    df = pd.read_csv(cat, dtype={"OBJID": str})
+    df["split"] = ["train"] * (len(df) - 1) + [None]
+    df.to_csv(cat, index=False)
+    with pytest.raises(CatalogError, match=f"1 row\\(s\\) have a split .*id={df['OBJID'].iloc[-1]}"):
+        load_galaxy_dataset(cat, images, cache_dir=tmp_path / "c")
+
+
+def test_a_missing_coordinate_keeps_ra_dec_for_the_others(gz1, tmp_path) -> None:
+    cat, images = gz1
+    df = pd.read_csv(cat, dtype={"OBJID": str})
+    df.loc[0, "RA"] = None
+    df.to_csv(cat, index=False)
+    dsd = load_galaxy_dataset(cat, images, cache_dir=tmp_path / "c", image_size=16)
+    rows = {r["id"]: (r["ra"], r["dec"]) for d in dsd.values() for r in d.select_columns(["id", "ra", "dec"])}
+    assert rows[df["OBJID"].iloc[0]][0] is None
+    assert sum(ra is not None for ra, _ in rows.values()) == len(df) - 1
+
+
+def test_unreadable_hdf5_row_is_skipped_not_fatal(tmp_path) -> None:
+    import h5py
+
+    path = tmp_path / "g10.h5"
+    with h5py.File(path, "w") as f:
+        f["images"] = np.zeros((2, 8, 8, 3), dtype=np.uint8)
+    assert np.asarray(open_image(path, 1)).shape == (8, 8, 3)
+    with pytest.raises(ImageError, match=r"g10.h5\[images\]\[5\]: unreadable HDF5 image"):
+        open_image(path, 5)

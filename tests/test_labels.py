@@ -137,3 +137,19 @@ def test_bad_scheme_and_threshold_are_named() -> None:
         make_labels(gz1_catalog(ROWS), label_scheme="best")
     with pytest.raises(LabelError, match="threshold=1.5"):
         make_labels(gz1_catalog(ROWS), threshold=1.5)
+
+
+def test_partial_merge_drops_galaxies_won_by_the_classes_left_out() -> None:
+    """elliptical-spiral leaves star_or_unknown and merger out: a clean merger must not become a spiral."""
+    lab = make_labels(gz1_catalog(ROWS), classes="elliptical-spiral")
+    assert lab.class_names == ["elliptical", "spiral"]
+    assert "g4" not in lab.table["id"].tolist()  # P_MG = 0.90
+    assert dict(lab.dropped)["g4"] == "plurality class not among the selected classes"
+    # row 3: P_EL 0.30, merged spiral 0.50, left out 0.20 -> spiral
+    assert dict(zip(lab.table["id"], lab.labels.tolist()))["g3"] == 1
+    np.testing.assert_allclose(lab.votes.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_a_class_in_two_merged_classes_is_an_error() -> None:
+    with pytest.raises(LabelError, match=r"\['edge_on'\] appear in more than one merged class"):
+        make_labels(gz1_catalog(ROWS), classes={"disk": ["edge_on", "clockwise_spiral"], "flat": ["edge_on"]})

@@ -372,3 +372,16 @@ def test_classes_look_different(zoo: SyntheticZoo, truth: pd.DataFrame, boxes: d
     assert ratio["edge_on"] < 0.45 < ratio["elliptical"], ratio
     assert max(s[0] for s in stats["edge_on"]) < min(s[0] for s in stats["elliptical"]), stats
     assert blue["clockwise_spiral"] > blue["elliptical"] and blue["anticlockwise_spiral"] > blue["elliptical"]
+
+
+def test_a_complete_set_with_the_same_arguments_is_reused_untouched(tmp_path):
+    """Re-running (e.g. `--dataset synthetic:N` on every DDP rank) must not rewrite the images."""
+    zoo = make_galaxy_zoo(tmp_path / "z", 6, seed=2, image_size=32, show_progress=False)
+    first = {p.name: p.stat().st_mtime_ns for p in zoo.image_dir.iterdir()}
+    again = make_galaxy_zoo(tmp_path / "z", 6, seed=2, image_size=32, show_progress=False)
+    assert again == zoo and {p.name: p.stat().st_mtime_ns for p in zoo.image_dir.iterdir()} == first
+    other = make_galaxy_zoo(tmp_path / "z", 6, seed=3, image_size=32, show_progress=False)
+    assert other.catalog_path.read_text() != "" and {p.name for p in zoo.image_dir.iterdir()} != set(first)
+    (zoo.image_dir / next(iter(sorted(p.name for p in zoo.image_dir.iterdir())))).unlink()
+    repaired = make_galaxy_zoo(tmp_path / "z", 6, seed=3, image_size=32, show_progress=False)
+    assert len(list(repaired.image_dir.iterdir())) == 6  # an incomplete set is regenerated

@@ -123,6 +123,8 @@ def read(path: Path, image_dir: Path | None, **options: object) -> Catalog:
     if spec is not None:
         out["specobjid"] = df[spec].to_numpy(dtype=object)
 
+    if (c := find_column(cols, "split")) is not None:  # the catalogue's own train/validation/test split
+        out["split"] = df[c].to_numpy(dtype=object)
     table = pd.DataFrame(out)
     for name in ("flag_spiral", "flag_elliptical", "flag_uncertain"):
         if name in table:

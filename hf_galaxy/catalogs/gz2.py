@@ -157,6 +157,8 @@ def read(
             if f"{prefix}_{stat}" in cols:
                 out[f"{q}_{a}_{stat}"] = numeric(df[f"{prefix}_{stat}"]).to_numpy()
 
+    if (c := find_column(cols, "split")) is not None:  # the catalogue's own train/validation/test split
+        out["split"] = df[c].to_numpy(dtype=object)
     table = pd.DataFrame(out)
     table = table[keep].reset_index(drop=True)
     return Catalog(

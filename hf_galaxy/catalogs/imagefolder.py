@@ -3,7 +3,7 @@
 With ``<root>/train/``, ``<root>/validation/`` (or ``val/`` / ``valid/``) and ``<root>/test/``, each
 holding class folders, the ``split`` column is filled from the top folder. Class names are the sorted
 names of the class folders that hold images (ready label column ``class``); ids are the file stems
-(or the relative paths without extension when stems repeat). Image extensions: jpg, jpeg, png, tif,
+(a stem repeated in two folders is an error, or with ``ids="path"`` the relative paths without extension). Image extensions: jpg, jpeg, png, tif,
 tiff, fits, fits.gz. Other files are ignored and counted in ``Catalog.meta``.
 """
 
@@ -35,8 +35,15 @@ def _subdirs(folder: Path) -> list[Path]:
 
 
 def read(path: Path, image_dir: Path | None = None, **options: object) -> Catalog:
-    """Read an image folder into the canonical table (``image_dir`` is unused: the folder holds them)."""
-    reject_options(FORMAT, options, ())
+    """Read an image folder into the canonical table (``image_dir`` is unused: the folder holds them).
+
+    Option ``ids``: ``"stem"`` (default; a file stem found in two folders is an error, since one galaxy must
+    not sit in two classes or splits) or ``"path"`` (ids are relative paths when stems repeat).
+    """
+    ids_from = options.pop("ids", "stem")
+    reject_options(FORMAT, options, ("ids",))
+    if ids_from not in ("stem", "path"):
+        raise CatalogError(f"imagefolder option ids={ids_from!r}: expected 'stem' or 'path'")
     root = Path(os.path.abspath(path))
     if not root.is_dir():
         raise CatalogError(f"{root}: an image folder must be a directory")
@@ -79,6 +86,17 @@ def read(path: Path, image_dir: Path | None = None, **options: object) -> Catalo
     index = {c: i for i, c in enumerate(classes)}
     stems = [split_image_name(p.name)[0] for _, _, p in rows]
     unique = len(set(stems)) == len(stems)
+    if not unique and ids_from != "path":
+        # The same galaxy in two class or split folders would leak between splits or carry two labels.
+        where: dict[str, list[str]] = {}
+        for (_, _, p), stem in zip(rows, stems):
+            where.setdefault(stem, []).append(p.parent.relative_to(root).as_posix())
+        repeated = {k: v for k, v in where.items() if len(v) > 1}
+        shown = "; ".join(f"{k} in {', '.join(v)}" for k, v in list(repeated.items())[:10])
+        raise CatalogError(
+            f"{root}: {len(repeated)} galaxy id(s) (file stems) appear in more than one folder: {shown}. "
+            "A galaxy must not be in two classes or splits; pass ids='path' if the files are distinct galaxies."
+        )
     ids = (
         stems
         if unique

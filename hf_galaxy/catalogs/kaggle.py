@@ -87,4 +87,6 @@ def read(path: Path, image_dir: Path | None, **options: object) -> Catalog:
         "n_constraint_violations": int(violations.sum()),
         "n_not_asked": not_asked,
     }
+    if (c := find_column(cols, "split")) is not None:  # the catalogue's own train/validation/test split
+        out["split"] = df[c].to_numpy(dtype=object)
     return Catalog(table=pd.DataFrame(out), release=RELEASE, source=source, tree=GZ2_TREE, meta=meta)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 HELP = "convert a Galaxy Zoo catalogue (+ cutouts) or image folder into a saved Hugging Face DatasetDict"
 
@@ -42,6 +43,18 @@ def parse_classes(value: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
+    from hf_galaxy.catalogs import CatalogError
+    from hf_galaxy.dataset import ImageError
+    from hf_galaxy.labels import LabelError
+
+    try:
+        return _run(args)
+    except (CatalogError, LabelError, ImageError, json.JSONDecodeError) as err:
+        print(f"hf-galaxy prepare: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     from hf_galaxy.dataset import load_galaxy_dataset
 
     dsd = load_galaxy_dataset(
