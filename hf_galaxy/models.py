@@ -177,14 +177,42 @@ def resolve_model_path(name_or_path: str, revision: str | None = None) -> str:
         return name_or_path
 
 
+def _backbone(model: nn.Module) -> nn.Module | None:
+    """The backbone child of ``model``, found by identity (never by name).
+
+    ``model.base_model`` (the ``base_model_prefix`` attribute) when that is a direct child. Some classifiers
+    name their backbone differently from the prefix (CLIP/SigLIP: prefix ``clip``/``siglip``, child
+    ``vision_model``), so ``base_model`` falls back to the model itself; the backbone is then the direct
+    child with the most parameters (a classification head is a small fraction of the model).
+    """
+    children = [child for _, child in model.named_children()]
+    base = getattr(model, "base_model", None)
+    if base is None:
+        base = getattr(model, getattr(model, "base_model_prefix", "") or "", None)
+    if base is not None and any(base is child for child in children):
+        return base
+    sized = [(sum(p.numel() for p in child.parameters()), i) for i, child in enumerate(children)]
+    sized = [(n, i) for n, i in sized if n > 0]
+    if len(sized) < 2:
+        return None
+    return children[max(sized)[1]]
+
+
 def head_module_names(model: nn.Module) -> list[str]:
-    """Names of the classification-head modules: direct children other than the backbone (e.g. ``classifier``)."""
-    base = getattr(model, "base_model_prefix", "")
-    heads = [
-        name
-        for name, child in model.named_children()
-        if name != base and any(True for _ in child.parameters())
-    ]
+    """Names of the classification-head modules: the direct children other than the backbone (e.g. ``classifier``).
+
+    The backbone is compared by identity with ``model.base_model`` (see :func:`_backbone`), not by name.
+    """
+    backbone = _backbone(model)
+    heads = (
+        [
+            name
+            for name, child in model.named_children()
+            if child is not backbone and any(True for _ in child.parameters())
+        ]
+        if backbone is not None
+        else []
+    )
     if not heads:
         n_labels = getattr(getattr(model, "config", None), "num_labels", None)
         heads = [

@@ -124,12 +124,33 @@ class DataArguments:
         default=True, metadata={"help": "Galaxy-aware augmentation of the training images."}
     )
     rotation_fill: str = field(
-        default="black", metadata={"help": "'black' (crop corners away) or 'reflect'."}
+        default="reflect",
+        metadata={
+            "help": "'reflect' (reflect-pad, rotate, keep the full field) or 'black' (crop the black corners "
+            "away: keeps ~0.79 of the side on average, so training galaxies look larger than at evaluation)."
+        },
     )
     crop_scale_min: float = field(
-        default=0.85, metadata={"help": "Smallest side fraction of the random crop."}
+        default=0.9, metadata={"help": "Smallest side fraction of the random crop (< 1 zooms in)."}
     )
-    scale_jitter: float = field(default=0.1, metadata={"help": "Zoom jitter: crop side x U(1-j, 1+j)."})
+    crop_scale_max: float = field(
+        default=1.1,
+        metadata={
+            "help": "Largest side fraction of the random crop (> 1 zooms out by reflect-padding; clipped to 1 "
+            "with rotation_fill=black). The default range is centred on 1: no average zoom."
+        },
+    )
+    scale_jitter: float = field(
+        default=0.1, metadata={"help": "Zoom jitter: crop side x U(1-j, 1+j) (mean 1)."}
+    )
+    split_seed: int = field(
+        default=0,
+        metadata={
+            "help": "Seed of the train/validation/test split of a catalogue (independent of the training "
+            "--seed); the default 0 is that of load_galaxy_dataset, hf-galaxy prepare and hf-galaxy evaluate, "
+            "so evaluating on the same catalogue scores the same held-out test galaxies."
+        },
+    )
     flip: bool = field(default=True, metadata={"help": "Mirror flips with chirality-aware label swap."})
     num_proc: int | None = field(default=None, metadata={"help": "Processes preparing images."})
 
@@ -139,7 +160,7 @@ class DataArguments:
             return None
         return AugmentConfig(
             rotation_fill=self.rotation_fill,
-            crop_scale=(self.crop_scale_min, 1.0),
+            crop_scale=(self.crop_scale_min, self.crop_scale_max),
             scale_jitter=self.scale_jitter,
             flip=self.flip,
         )
@@ -351,9 +372,15 @@ def load_training_data(
     data_dir: str | os.PathLike | None = None,
     seed: int = 0,
 ) -> Any:
-    """Load ``dataset``: ``synthetic:N``, a ``save_to_disk`` DatasetDict directory, or a catalogue/image folder."""
+    """Load ``dataset``: ``synthetic:N``, a ``save_to_disk`` DatasetDict directory, or a catalogue/image folder.
+
+    A catalogue (or image folder) is split with ``data_args.split_seed``, not with ``seed``, so a trained
+    model and ``hf-galaxy evaluate`` / ``prepare`` / :func:`load_galaxy_dataset` agree on the test galaxies.
+    ``seed`` is the seed of the ``synthetic:N`` catalogue generation (the training runs pass their ``--seed``).
+    """
     from datasets import DatasetDict
 
+    from hf_galaxy.commands.prepare import parse_classes
     from hf_galaxy.dataset import load_galaxy_dataset
 
     data_args = data_args or DataArguments()
@@ -366,12 +393,12 @@ def load_training_data(
         label_column=data_args.label_column,
         question=data_args.question,
         threshold=data_args.threshold,
-        seed=seed,
+        seed=data_args.split_seed,
         image_size=data_args.image_size,
         num_proc=data_args.num_proc,
     )
     if data_args.classes:
-        kwargs["classes"] = data_args.classes.split(",") if "," in data_args.classes else data_args.classes
+        kwargs["classes"] = parse_classes(data_args.classes)
     if dataset.startswith("synthetic:"):
         from hf_galaxy.synthetic import make_galaxy_zoo
 
@@ -1044,33 +1071,29 @@ def evaluate_model(
     return metrics
 
 
-IMAGE_SUFFIXES = (
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".tif",
-    ".tiff",
-    ".fits",
-    ".fit",
-    ".fits.gz",
-    ".fz",
-    ".bmp",
-    ".webp",
-)
-
-
 def list_inputs(
     source: str | os.PathLike, image_dir: str | os.PathLike | None = None
 ) -> list[tuple[str, str, int | None]]:
-    """``(id, image_path, hdf5_index)`` rows from an image folder (recursive) or any supported catalogue."""
+    """``(id, image_path, hdf5_index)`` rows from an image folder (recursive) or any supported catalogue.
+
+    In a folder, the image files are those with an extension of
+    :data:`hf_galaxy.catalogs._common.IMAGE_EXTENSIONS` (the catalogue readers' list); the id is the path
+    relative to the folder without that extension (``.fits.gz`` counts as one: ``a/x.fits.gz`` -> ``a/x``).
+    """
+    from hf_galaxy.catalogs._common import IMAGE_EXTENSIONS, split_image_name
+
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"input {path} does not exist (expected an image folder or a catalogue file)")
     if path.is_dir() and image_dir is None:
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
-        if not files:
-            raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {path}")
-        return [(str(p.relative_to(path).with_suffix("")), str(p), None) for p in files]
+        rows_dir = []
+        for p in sorted(path.rglob("*")):
+            parts = split_image_name(p.name) if p.is_file() else None
+            if parts is not None:
+                rows_dir.append((str(p.relative_to(path).parent / parts[0]), str(p), None))
+        if not rows_dir:
+            raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {path}")
+        return rows_dir
     from hf_galaxy.catalogs import read_catalog
 
     table = read_catalog(path, image_dir).table

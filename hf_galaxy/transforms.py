@@ -87,16 +87,22 @@ class AugmentConfig:
     """Training augmentation settings (all applied on the fly, per image).
 
     rotate: random rotation by any angle in [0, 360).
-    rotation_fill: ``"black"`` (rotate, then crop the largest centred square with no black corners) or
-        ``"reflect"`` (reflect-pad, rotate, crop back to the original size: the full field is kept).
-    crop_scale: (min, max) fraction of the side kept by a random crop at a random position.
-    scale_jitter: the crop side is further multiplied by a factor in [1 - j, 1 + j] (zoom in/out).
+    rotation_fill: ``"reflect"`` (default: reflect-pad, rotate, crop back to the original size, so the
+        full field is kept; only the corners beyond the inscribed circle are mirrored sky, the centred
+        target galaxy is not mirrored, so its chirality is untouched) or ``"black"`` (rotate, then crop the
+        largest centred square with no black corners: keeps ``1 / (|cos| + |sin|)`` of the side, ~0.79 on
+        average, so training images then show galaxies larger than evaluation images do).
+    crop_scale: (min, max) fraction of the side kept by a random crop at a random position; a fraction
+        above 1 zooms out (the image is padded, by reflection, then cropped). The default (0.9, 1.1) is
+        centred on 1, so on average training images show the same field (and galaxy size) as the
+        unaugmented evaluation images. With ``rotation_fill="black"`` fractions above 1 are clipped to 1.
+    scale_jitter: the side fraction is further multiplied by a factor in [1 - j, 1 + j] (mean 1).
     flip: random mirror flip, only with a chirality-aware label swap (off when the swap is impossible).
     """
 
     rotate: bool = True
-    rotation_fill: str = "black"
-    crop_scale: tuple[float, float] = (0.85, 1.0)
+    rotation_fill: str = "reflect"
+    crop_scale: tuple[float, float] = (0.9, 1.1)
     scale_jitter: float = 0.1
     flip: bool = True
 
@@ -104,8 +110,8 @@ class AugmentConfig:
         if self.rotation_fill not in ("black", "reflect"):
             raise ValueError(f"rotation_fill must be 'black' or 'reflect', got {self.rotation_fill!r}")
         lo, hi = self.crop_scale
-        if not 0 < lo <= hi <= 1:
-            raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {self.crop_scale}")
+        if not 0 < lo <= hi <= 2:
+            raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 2, got {self.crop_scale}")
         if not 0 <= self.scale_jitter < 1:
             raise ValueError(f"scale_jitter must be in [0, 1), got {self.scale_jitter}")
 
@@ -115,7 +121,7 @@ def _uniform(lo: float, hi: float) -> float:
     return lo + (hi - lo) * float(torch.rand(()))
 
 
-def rotate_no_corners(image: Image.Image, angle: float, fill: str = "black") -> Image.Image:
+def rotate_no_corners(image: Image.Image, angle: float, fill: str = "reflect") -> Image.Image:
     """Rotate ``image`` by ``angle`` degrees (counter-clockwise) so that no empty corner shows.
 
     ``fill="black"``: rotate in place and crop the largest centred axis-aligned square that lies inside
@@ -138,6 +144,29 @@ def rotate_no_corners(image: Image.Image, angle: float, fill: str = "black") -> 
     left, top = (w - side_w) / 2, (h - side_h) / 2
     box = (math.ceil(left), math.ceil(top), math.floor(left + side_w), math.floor(top + side_h))
     return rot.crop(box)
+
+
+def zoom_crop(image: Image.Image, frac: float) -> Image.Image:
+    """A random-position crop whose side is ``frac`` times the image side.
+
+    ``frac < 1`` zooms in (crop inside the image); ``frac > 1`` zooms out: the image is reflect-padded and
+    a window holding the whole image at a random offset is cropped.
+    """
+    w, h = image.size
+    cw, ch = max(1, round(w * frac)), max(1, round(h * frac))
+    if (cw, ch) == (w, h):
+        return image
+    if cw <= w and ch <= h:
+        left, top = round(_uniform(0, w - cw)), round(_uniform(0, h - ch))
+        return image.crop((left, top, left + cw, top + ch))
+    px, py = max(0, cw - w), max(0, ch - h)
+    arr = np.asarray(image)
+    pad_width = ((py, py), (px, px)) + (((0, 0),) if arr.ndim == 3 else ())
+    big = Image.fromarray(np.pad(arr, pad_width, mode="reflect"))
+    # the original occupies [px, px + w) of the padded image; the window starts up to px before it
+    left = px - round(_uniform(0, px)) + (round(_uniform(0, w - cw)) if cw < w else 0)
+    top = py - round(_uniform(0, py)) + (round(_uniform(0, h - ch)) if ch < h else 0)
+    return big.crop((left, top, left + cw, top + ch))
 
 
 class GalaxyAugment:
@@ -167,14 +196,10 @@ class GalaxyAugment:
         votes_arr = None if votes is None else np.asarray(votes, dtype=np.float32)
         if cfg.rotate:
             image = rotate_no_corners(image, _uniform(0.0, 360.0), cfg.rotation_fill)
-        w, h = image.size
         frac = _uniform(*cfg.crop_scale) * _uniform(1 - cfg.scale_jitter, 1 + cfg.scale_jitter)
-        frac = min(frac, 1.0)
-        cw, ch = max(1, round(w * frac)), max(1, round(h * frac))
-        left = round(_uniform(0, w - cw))
-        top = round(_uniform(0, h - ch))
-        if (cw, ch) != (w, h):
-            image = image.crop((left, top, left + cw, top + ch))
+        if cfg.rotation_fill == "black":
+            frac = min(frac, 1.0)
+        image = zoom_crop(image, frac)
         if self.flip and float(torch.rand(())) < 0.5:
             image, label, votes_arr = self.mirror(image, label, votes_arr)
         return image, label, votes_arr
@@ -194,9 +219,32 @@ class GalaxyAugment:
         return image, label, votes
 
 
+def center_square(image: Image.Image) -> Image.Image:
+    """Centre-crop ``image`` to a square of side ``min(width, height)`` (cutouts are centred on the galaxy).
+
+    The same crop as :func:`hf_galaxy.dataset.load_galaxy_dataset` applies at preparation (``image_size``).
+    """
+    w, h = image.size
+    if w == h:
+        return image
+    s = min(w, h)
+    left, top = (w - s) // 2, (h - s) // 2
+    return image.crop((left, top, left + s, top + s))
+
+
+def _size_get(size: Any, key: str) -> Any:
+    return size.get(key) if hasattr(size, "get") else getattr(size, key, None)
+
+
 @dataclass
 class ProcessorSpec:
-    """The normalisation settings read from an image processor."""
+    """The preprocessing settings read from an image processor.
+
+    ``height``/``width`` are the output size. The geometry is the processor's own for a square input: resize
+    to ``resize_height`` x ``resize_width`` (``size``; ``shortest_edge`` / ``crop_pct`` rules included), then
+    centre-crop to ``height`` x ``width`` (``crop_size`` when ``do_center_crop``). A non-square input is first
+    centre-cropped to a square (:func:`center_square`), as the dataset preparation does.
+    """
 
     height: int
     width: int
@@ -206,38 +254,94 @@ class ProcessorSpec:
     do_rescale: bool
     do_normalize: bool
     resample: int
+    resize_height: int | None = None
+    resize_width: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.resize_height is None:
+            self.resize_height = self.height
+        if self.resize_width is None:
+            self.resize_width = self.width
 
     @classmethod
     def from_processor(cls, image_processor: Any) -> ProcessorSpec:
-        """Read size, mean/std, rescale factor and resampling from a transformers image processor."""
+        """Read size, crop, mean/std, rescale factor and resampling from a transformers image processor.
+
+        Supported ``size`` forms: ``height``/``width``, ``shortest_edge`` (a square input keeps its aspect,
+        so both sides become the edge; ConvNeXt's ``crop_pct`` rule below 384 px and PoolFormer's
+        ``size / crop_pct`` are followed) and ``longest_edge``. ``crop_size`` applies when ``do_center_crop``.
+        """
         size = image_processor.size
-        get = size.get if hasattr(size, "get") else lambda k, d=None: getattr(size, k, d)
-        height, width = get("height"), get("width")
-        if height is None or width is None:
-            edge = get("shortest_edge") or get("longest_edge")
-            if edge is None:
-                raise ValueError(f"image processor size {size!r} has no height/width or shortest_edge")
-            height = width = int(edge)
+        height, width = _size_get(size, "height"), _size_get(size, "width")
+        crop_pct = getattr(image_processor, "crop_pct", None)
+        name = type(image_processor).__name__
+        out: tuple[int, int] | None = None
+        if height is not None and width is not None:
+            rh, rw = int(height), int(width)
+            if crop_pct and name.startswith("PoolFormer"):  # PoolFormer: resize to size / crop_pct
+                rh, rw = int(rh / crop_pct), int(rw / crop_pct)
+        else:
+            edge = _size_get(size, "shortest_edge")
+            longest = _size_get(size, "longest_edge")
+            if edge is None and longest is None:
+                raise ValueError(
+                    f"image processor size {size!r} has no height/width, shortest_edge or longest_edge"
+                )
+            edge = int(edge if edge is not None else longest)
+            if longest is not None:
+                edge = min(edge, int(longest))
+            rh = rw = edge
+            if crop_pct and name.startswith("ConvNext"):
+                if edge < 384:  # ConvNeXt: resize to edge / crop_pct, then crop the edge x edge centre
+                    rh = rw = int(edge / crop_pct)
+                    out = (edge, edge)
+            elif crop_pct and name.startswith("PoolFormer"):
+                rh = rw = int(edge / crop_pct)
+        if out is None:
+            out = (rh, rw)
+        crop_size = getattr(image_processor, "crop_size", None)
+        if getattr(image_processor, "do_center_crop", False) and crop_size is not None:
+            ch, cw = _size_get(crop_size, "height"), _size_get(crop_size, "width")
+            if ch is None or cw is None:
+                raise ValueError(f"image processor crop_size {crop_size!r} has no height/width")
+            ch, cw = int(ch), int(cw)
+            if out != (rh, rw) and (ch > out[0] or cw > out[1] or (rh - out[0]) % 2 or (rw - out[1]) % 2):
+                # two centre crops are one crop only when the first removes an even margin and the second fits
+                raise ValueError(
+                    f"{name}: crop_size {ch}x{cw} after the crop_pct crop to {out[0]}x{out[1]} (resized to "
+                    f"{rh}x{rw}) is not supported; use do_center_crop=False or a smaller crop_size"
+                )
+            out = (ch, cw)
         mean = np.asarray(image_processor.image_mean or (0.0, 0.0, 0.0), dtype=np.float32)
         std = np.asarray(image_processor.image_std or (1.0, 1.0, 1.0), dtype=np.float32)
         resample = getattr(image_processor, "resample", None)
         return cls(
-            height=int(height),
-            width=int(width),
+            height=out[0],
+            width=out[1],
             mean=mean.reshape(3, 1, 1),
             std=std.reshape(3, 1, 1),
             rescale_factor=float(getattr(image_processor, "rescale_factor", 1 / 255)),
             do_rescale=bool(getattr(image_processor, "do_rescale", True)),
             do_normalize=bool(getattr(image_processor, "do_normalize", True)),
             resample=int(resample) if resample is not None else int(Image.Resampling.BILINEAR),
+            resize_height=rh,
+            resize_width=rw,
         )
 
+    def geometry(self, image: Image.Image) -> Image.Image:
+        """Square centre crop, resize and centre crop of one PIL image (RGB), as the processor does."""
+        image = center_square(image.convert("RGB"))
+        if image.size != (self.resize_width, self.resize_height):
+            image = image.resize((self.resize_width, self.resize_height), resample=self.resample)
+        if (self.width, self.height) != image.size:
+            w, h = image.size
+            top, left = (h - self.height) // 2, (w - self.width) // 2
+            image = image.crop((left, top, left + self.width, top + self.height))  # zero-pads if larger
+        return image
+
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        """Resize, rescale and normalise one PIL image to a float32 CHW tensor."""
-        image = image.convert("RGB")
-        if image.size != (self.width, self.height):
-            image = image.resize((self.width, self.height), resample=self.resample)
-        arr = np.asarray(image, dtype=np.float32).transpose(2, 0, 1)
+        """Crop, resize, rescale and normalise one PIL image to a float32 CHW tensor."""
+        arr = np.asarray(self.geometry(image), dtype=np.float32).transpose(2, 0, 1)
         if self.do_rescale:
             arr = arr * np.float32(self.rescale_factor)
         if self.do_normalize:

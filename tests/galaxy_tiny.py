@@ -16,10 +16,15 @@ TINY_VIT = "vit-tiny"  # preset of hf_galaxy.models.CONFIG_PRESETS (hidden 32, 2
 
 
 def draw_spiral(size: int = 48, clockwise: bool = True, arms: int = 2) -> Image.Image:
-    """A drawn two-armed logarithmic spiral (white on black); ``clockwise`` sets the winding sense."""
+    """A drawn two-armed logarithmic spiral (white on black); ``clockwise`` sets the winding sense.
+
+    The library's GZ1 convention (:mod:`hf_galaxy.synthetic`): a "clockwise" spiral is Z-wise, its arms
+    followed outward turn *anticlockwise* on the displayed image (y down). Here ``a`` is the
+    anticlockwise-positive azimuth on the display (``y = c - r sin a``), so it increases outward.
+    """
     img = np.zeros((size, size, 3), dtype=np.uint8)
     c = (size - 1) / 2
-    sign = -1.0 if clockwise else 1.0
+    sign = 1.0 if clockwise else -1.0
     for arm in range(arms):
         for t in np.linspace(0.0, 3 * math.pi, 400):
             r = 1.5 * math.exp(0.25 * t)

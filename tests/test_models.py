@@ -175,3 +175,42 @@ def test_save_lora_model_merged_and_adapter_load_back(tmp_path):
     from_adapter, _ = load_for_inference(str(out / "adapter"))
     torch.testing.assert_close(from_adapter(pixel_values=x).logits, expected, atol=1e-5, rtol=1e-4)
     assert merged.config.id2label[2] == "anticlockwise_spiral"
+
+
+@pytest.mark.parametrize("kind", ["siglip", "clip"])
+def test_clip_and_siglip_backbone_is_not_taken_for_the_head(kind):
+    # base_model_prefix is 'clip'/'siglip' but the backbone child is 'vision_model': compare by identity
+    import transformers
+
+    tiny = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+    config_cls = transformers.SiglipConfig if kind == "siglip" else transformers.CLIPConfig
+    model_cls = (
+        transformers.SiglipForImageClassification
+        if kind == "siglip"
+        else transformers.CLIPForImageClassification
+    )
+    config = config_cls(
+        vision_config={**tiny, "image_size": 32, "patch_size": 8},
+        text_config={**tiny, "num_hidden_layers": 1, "vocab_size": 99, "bos_token_id": 0, "eos_token_id": 1},
+        num_labels=len(GZ1_CLASSES),
+    )
+    model = model_cls(config)
+    assert model.base_model_prefix == kind and not hasattr(model, kind)
+    assert head_module_names(model) == ["classifier"]
+    targets = lora_target_modules(model)
+    assert sorted(targets) == ["k_proj", "out_proj", "q_proj", "v_proj"]
+    assert sorted(lora_target_modules(model, "all-linear")) == [
+        "fc1",
+        "fc2",
+        "k_proj",
+        "out_proj",
+        "q_proj",
+        "v_proj",
+    ]
+    peft_model = apply_lora(model, r=2, alpha=4, dropout=0.0)
+    assert peft_model.lora_summary["modules_to_save"] == ["classifier"]
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert any("lora_A" in n and "vision_model" in n for n in trainable)
+    assert any("classifier" in n for n in trainable) and not any("fc1" in n for n in trainable)
+    logits = peft_model(pixel_values=torch.zeros(1, 3, 32, 32)).logits
+    assert logits.shape == (1, len(GZ1_CLASSES))

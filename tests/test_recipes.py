@@ -5,15 +5,20 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from transformers import TrainerCallback, TrainingArguments
 
-from hf_galaxy.models import ModelNotFoundError
+from hf_galaxy.models import ModelNotFoundError, load_for_inference
 from hf_galaxy.training import DataArguments, ModelArguments, ScriptArguments, run_training
+from hf_galaxy.transforms import ProcessorSpec
 from tests.galaxy_tiny import GZ1_CLASSES, RECIPES, TINY_VIT, load_recipe, save_tiny_dataset
 
 ROOT = RECIPES.parent
@@ -114,7 +119,14 @@ def test_two_process_ddp_writes_once(tmp_path, saved_dsd):
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     assert log.count("hf-galaxy: wrote the merged LoRA model") == 1, log[-3000:]
-    assert "(process 0 of 2)" in log
+    assert "(process 0 of 2)" in log and "(process 1 of 2)" not in log  # the replica logs no save line
+    # and no file is (re)written after the main process reported its save (the replica would write later)
+    saved_at = re.search(r"^(\S+ \S+) WARNING \S+: hf-galaxy: wrote the merged", log, re.MULTILINE)
+    assert saved_at, log[-3000:]
+    saved_ts = datetime.strptime(saved_at.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    for name in ("model.safetensors", "config.json", "adapter/adapter_model.safetensors", "eval_results.json",
+                 "test_results.json", "all_results.json", "trainer_state.json", "hf_galaxy_card.json"):  # fmt: skip
+        assert (out / name).stat().st_mtime <= saved_ts + 0.01, name
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 4
     assert state["epoch"] == pytest.approx(4 / 5)  # 36 images / (2 processes x 4) = 5 steps per epoch
@@ -254,7 +266,16 @@ def test_cli_train_evaluate_predict(tmp_path, saved_dsd, capsys):
     rc = cli(["evaluate", "--model", str(out), "--dataset", str(saved_dsd), "--split", "validation", "--tta"])
     assert rc == 0
     metrics = json.loads((out / "eval" / "validation_results.json").read_text())
-    assert 0.0 <= metrics["validation_accuracy"] <= 1.0 and "validation_vote_rmse" in metrics
+    assert "validation_vote_rmse" in metrics
+    # the reported accuracy is that of the saved model with rotation TTA, recomputed here independently
+    model, processor = load_for_inference(str(out))
+    validation = load_from_disk(str(saved_dsd))["validation"]
+    spec = ProcessorSpec.from_processor(processor)
+    with torch.no_grad():
+        x = torch.stack([spec(img) for img in validation["image"]])
+        probs = sum(model(pixel_values=torch.rot90(x, k, (-2, -1))).logits.softmax(-1) for k in range(4))
+    expected = float((probs.argmax(-1).numpy() == np.asarray(validation["label"])).mean())
+    assert metrics["validation_accuracy"] == pytest.approx(expected)
     assert (out / "eval" / "validation_confusion_matrix.png").is_file()
     img_dir = tmp_path / "imgs"
     img_dir.mkdir()
@@ -267,3 +288,46 @@ def test_cli_train_evaluate_predict(tmp_path, saved_dsd, capsys):
     assert list(rows[0]) == ["id", "predicted_class", "confidence", *[f"prob_{n}" for n in GZ1_CLASSES]]
     assert all(r["predicted_class"] in GZ1_CLASSES for r in rows)
     assert abs(sum(float(rows[0][f"prob_{n}"]) for n in GZ1_CLASSES) - 1) < 1e-4
+
+
+@pytest.mark.slow
+def test_evaluate_scores_the_training_runs_held_out_test_split(tmp_path, monkeypatch, capsys):
+    # training --seed 42 (as the shipped YAMLs) must not move the catalogue split: --split_seed (default 0)
+    # sets it, as in hf-galaxy prepare / evaluate, so `evaluate` scores galaxies the model never trained on
+    import hf_galaxy.training as training
+    from hf_galaxy.cli import main as cli
+    from hf_galaxy.dataset import load_galaxy_dataset
+    from hf_galaxy.synthetic import make_galaxy_zoo
+
+    zoo = make_galaxy_zoo(tmp_path / "zoo", 60, seed=0, image_size=32)
+    loaded, evaluated = [], []
+    real_load, real_evaluate = training.load_training_data, training.evaluate_model
+
+    def spy_load(*args, **kwargs):
+        dsd = real_load(*args, **kwargs)
+        loaded.append({split: sorted(dsd[split]["id"]) for split in dsd})
+        return dsd
+
+    def spy_evaluate(model, dataset_split, **kwargs):
+        evaluated.append(sorted(dataset_split["id"]))
+        return real_evaluate(model, dataset_split, **kwargs)
+
+    monkeypatch.setattr(training, "load_training_data", spy_load)
+    monkeypatch.setattr(training, "evaluate_model", spy_evaluate)
+    out = tmp_path / "model"
+    load_recipe("vit_full").main(
+        ScriptArguments(dataset=str(zoo.catalog_path), num_grid_images=0),
+        _targs(out, max_steps=1, seed=42),
+        ModelArguments(model_config=TINY_VIT),
+        DataArguments(image_dir=str(zoo.image_dir)),
+    )
+    assert len(loaded) == 1
+    train_split = loaded[0]
+    rc = cli(["evaluate", "--model", str(out), "--dataset", str(zoo.catalog_path),
+              "--image_dir", str(zoo.image_dir), "--split", "test"])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    assert evaluated == [train_split["test"]] and evaluated[0]
+    assert not set(evaluated[0]) & set(train_split["train"])
+    # the same ids as hf-galaxy prepare's default split; a split seeded with the training seed differs
+    assert sorted(load_galaxy_dataset(zoo.catalog_path, zoo.image_dir)["test"]["id"]) == evaluated[0]
+    assert sorted(load_galaxy_dataset(zoo.catalog_path, zoo.image_dir, seed=42)["test"]["id"]) != evaluated[0]

@@ -13,6 +13,7 @@ from transformers import TrainingArguments
 
 from hf_galaxy.training import (
     ConfigError,
+    DataArguments,
     TTAClassifier,
     apply_precision,
     collate_galaxy,
@@ -174,6 +175,56 @@ def test_saved_dataset_dict_loads(tmp_path):
     tiny_dataset_dict(n_per_class=2).save_to_disk(str(tmp_path / "dsd"))
     dsd = load_training_data(str(tmp_path / "dsd"))
     assert dsd["train"].features["label"].names == GZ1_CLASSES and len(dsd["train"]) == 12
+
+
+@pytest.fixture(scope="module")
+def small_zoo(tmp_path_factory):
+    from hf_galaxy.synthetic import make_galaxy_zoo
+
+    return make_galaxy_zoo(tmp_path_factory.mktemp("zoo"), 40, seed=0, image_size=32)
+
+
+def test_catalogue_classes_parsed_like_prepare(small_zoo):
+    # --classes takes what hf-galaxy prepare takes: a JSON mapping, a preset or a comma list
+    mapping = (
+        '{"round": ["elliptical", "star_or_unknown"], "disk": ["clockwise_spiral", "anticlockwise_spiral"]}'
+    )
+    args = DataArguments(image_dir=str(small_zoo.image_dir), classes=mapping)
+    dsd = load_training_data(str(small_zoo.catalog_path), args)
+    assert dsd["train"].features["label"].names == ["round", "disk"]
+    args = DataArguments(image_dir=str(small_zoo.image_dir), classes="elliptical-spiral-other")
+    names = load_training_data(str(small_zoo.catalog_path), args)["train"].features["label"].names
+    assert names == ["elliptical", "spiral", "other"]
+    args = DataArguments(image_dir=str(small_zoo.image_dir), classes="elliptical, merger")
+    names = load_training_data(str(small_zoo.catalog_path), args)["train"].features["label"].names
+    assert names == ["elliptical", "merger"]
+
+
+def test_catalogue_split_uses_split_seed_not_the_training_seed(small_zoo):
+    from hf_galaxy.dataset import load_galaxy_dataset
+
+    assert DataArguments().split_seed == 0
+    args = DataArguments(image_dir=str(small_zoo.image_dir))
+    ours = load_training_data(str(small_zoo.catalog_path), args, seed=42)  # a recipe passes its --seed
+    reference = load_galaxy_dataset(small_zoo.catalog_path, small_zoo.image_dir)  # prepare's default seed 0
+    for split in ("train", "validation", "test"):
+        assert sorted(ours[split]["id"]) == sorted(reference[split]["id"]), split
+    other = load_training_data(
+        str(small_zoo.catalog_path), DataArguments(image_dir=str(small_zoo.image_dir), split_seed=7)
+    )
+    assert sorted(other["test"]["id"]) != sorted(reference["test"]["id"])
+
+
+def test_list_inputs_uses_the_catalogue_image_extensions(tmp_path):
+    (tmp_path / "a").mkdir()
+    for name in ("a/x.fits.gz", "a/w.FITS", "y.png", "z.jpeg", "notes.txt", "a/readme.md"):
+        (tmp_path / name).write_bytes(b"")
+    rows = list_inputs(tmp_path)
+    assert [r[0] for r in rows] == ["a/w", "a/x", "y", "z"]  # x.fits.gz -> x, not x.fits
+    assert rows[1][1] == str(tmp_path / "a" / "x.fits.gz") and rows[1][2] is None
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"no images \(\.jpg"):
+        list_inputs(tmp_path / "empty")
 
 
 @pytest.mark.slow

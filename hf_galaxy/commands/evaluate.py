@@ -37,7 +37,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=0.8)
     parser.add_argument("--label_column", default=None)
     parser.add_argument("--image_size", type=int, default=None, help="resize cutouts at preparation time")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the train/validation/test split")
+    parser.add_argument(
+        "--split_seed",
+        type=int,
+        default=0,
+        help="seed of the train/validation/test split of a catalogue (default 0: that of hf-galaxy prepare, "
+        "load_galaxy_dataset and the training recipes' --split_seed, whatever the training --seed was)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=42,
+        help="seed of the synthetic:N generation: the training run's --seed (default 42, as the shipped "
+        "recipe configs); the split uses --split_seed",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -52,6 +65,7 @@ def _run(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         label_column=args.label_column,
         image_size=args.image_size,
+        split_seed=args.split_seed,
     )
     dsd = load_training_data(args.dataset, data_args, output_dir=output_dir, seed=args.seed)
     if args.split not in dsd:
