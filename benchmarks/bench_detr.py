@@ -10,7 +10,10 @@ Three settings, each in a fresh subprocess (so CPU peak RSS is that setting's ow
 
 The backbone trains with the DETR convention (stem and first stage frozen: ``set_backbone_trainable(model,
 "detr")``); ``--train_backbone as_built`` keeps transformers' own choice, which in 5.x freezes the whole HF
-ResNet backbone. Random weights, random images and boxes, AdamW; the first ``--warmup`` steps are not timed.
+ResNet backbone. That is the issue's configuration (plain transformers), so unless ``--no_baseline`` is given
+(or ``--train_backbone as_built`` already), two baseline rows come first: ``off`` and ``transformer`` with the
+backbone ``as_built``; the comparison then reads "issue's setting, off / on" against "off / transformers'
+checkpointing / + backbone" with the recipe's trainable backbone. Random weights, random images and boxes, AdamW; the first ``--warmup`` steps are not timed.
 Memory is measured per phase, after warm-up: forward+backward (activations and gradients: what
 checkpointing changes; absolute peak and increase over the start of the phase) and the whole step
 including AdamW (``peak``). GPU: ``torch.cuda.max_memory_allocated``; CPU: the RSS high-water mark
@@ -19,7 +22,7 @@ to the OS when freed, so the RSS follows them). Images/s is timed over ``--steps
 
     # GPU (the issue's setting): DETR-R50, fp16, 800x800, batch 8
     python benchmarks/bench_detr.py --preset detr-r50 --image_size 800 --batch_size 8 --fp16
-    # CPU (small config)
+    # CPU (small config, about a minute)
     python benchmarks/bench_detr.py --preset detr-small --image_size 256 --batch_size 4 --steps 3
 """
 
@@ -170,6 +173,8 @@ def run_one(args: argparse.Namespace) -> dict:
     scale = 1 / 1024 if cuda else 1.0
     return {
         "mode": args.mode,
+        "train_backbone": args.train_backbone,
+        "baseline": args.train_backbone == "as_built",
         "device": torch.cuda.get_device_name(0) if cuda else f"CPU ({torch.get_num_threads()} threads)",
         "images_per_s": round(b * args.steps / elapsed, 3),
         "backbone_blocks_checkpointed": n_blocks,
@@ -178,6 +183,58 @@ def run_one(args: argparse.Namespace) -> dict:
         f"fwd_bwd_increase_{unit}": round(peaks["fwd_bwd_increase"] * scale, 3),
         f"peak_{unit}": round(max(peaks["fwd_bwd_peak"], peaks["step_peak"]) * scale, 3),
     }
+
+
+def plan_runs(modes: list[str], train_backbone: str, *, baseline: bool = True) -> list[tuple[str, str]]:
+    """The (mode, train_backbone) settings to run: the baseline rows (the issue's configuration: the backbone
+    as transformers builds it, without and with its checkpointing) first, then ``modes`` with
+    ``train_backbone``."""
+    runs = [(m, train_backbone) for m in modes]
+    if baseline and train_backbone != "as_built":
+        runs = [("off", "as_built"), ("transformer", "as_built"), *runs]
+    return runs
+
+
+def _run_child(mode: str, backbone: str) -> dict:
+    skip = {"--modes", "--no_baseline", *MODES}
+    argv, i = [], 0
+    raw = sys.argv[1:]
+    while i < len(raw):  # drop --train_backbone X (replaced below) and the --modes list
+        if raw[i] == "--train_backbone":
+            i += 2
+            continue
+        if raw[i].startswith("--train_backbone="):
+            i += 1
+            continue
+        if raw[i] not in skip:
+            argv.append(raw[i])
+        i += 1
+    cmd = [sys.executable, os.path.abspath(__file__), "--mode", mode, "--train_backbone", backbone, *argv]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        sys.stderr.write(proc.stderr[-3000:])
+        raise SystemExit(f"{mode} ({backbone}): the benchmark subprocess failed (exit {proc.returncode})")
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def format_table(results: list[dict]) -> list[str]:
+    """The printed comparison: one row per (backbone, mode), baseline rows marked."""
+    unit = "gib" if "peak_gib" in results[0] else "mib"
+    cols = [f"fwd_bwd_peak_{unit}", f"fwd_bwd_increase_{unit}", f"peak_{unit}"]
+    lines = [
+        f"{'backbone':<20} {'mode':<12} {'images/s':>9} "
+        + " ".join(f"{c:>22}" for c in cols)
+        + f" {'blocks':>7} {'bb_trainable':>12}"
+    ]
+    for r in results:
+        label = r["train_backbone"] + (" (baseline)" if r.get("baseline") else "")
+        lines.append(
+            f"{label:<20} {r['mode']:<12} {r['images_per_s']:>9.3f} "
+            + " ".join(f"{r[c]:>22}" for c in cols)
+            + f" {r['backbone_blocks_checkpointed']:>7} {r['backbone_trainable_params']:>12}"
+        )
+    return lines
 
 
 def main() -> None:
@@ -194,6 +251,11 @@ def main() -> None:
     parser.add_argument("--cpu", action="store_true", help="stay on the CPU even with a GPU")
     parser.add_argument("--train_backbone", default="detr", choices=["detr", "all", "none", "as_built"])
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument(
+        "--no_baseline",
+        action="store_true",
+        help="leave out the baseline rows (off / transformer with --train_backbone as_built)",
+    )
     parser.add_argument("--mode", default=None, help=argparse.SUPPRESS)  # child process
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args()
@@ -201,30 +263,14 @@ def main() -> None:
         print("RESULT " + json.dumps(run_one(args)), flush=True)
         return
     results = []
-    for mode in args.modes:
-        cmd = [sys.executable, os.path.abspath(__file__), "--mode", mode] + [
-            a for a in sys.argv[1:] if a not in ("--modes", *MODES)
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if proc.returncode != 0 or not lines:
-            sys.stderr.write(proc.stderr[-3000:])
-            raise SystemExit(f"{mode}: the benchmark subprocess failed (exit {proc.returncode})")
-        results.append(json.loads(lines[-1][len("RESULT ") :]))
+    for mode, backbone in plan_runs(args.modes, args.train_backbone, baseline=not args.no_baseline):
+        results.append(_run_child(mode, backbone))
         print(json.dumps(results[-1]), flush=True)
-    unit = "gib" if "peak_gib" in results[0] else "mib"
     print(
         f"\n{args.preset} {args.image_size}px batch {args.batch_size} "
-        f"{'fp16' if args.fp16 else 'fp32'}, backbone {args.train_backbone}, {results[0]['device']}"
+        f"{'fp16' if args.fp16 else 'fp32'}, {results[0]['device']}"
     )
-    cols = [f"fwd_bwd_peak_{unit}", f"fwd_bwd_increase_{unit}", f"peak_{unit}"]
-    print(f"{'mode':<12} {'images/s':>9} " + " ".join(f"{c:>22}" for c in cols) + f" {'blocks':>7}")
-    for r in results:
-        print(
-            f"{r['mode']:<12} {r['images_per_s']:>9.3f} "
-            + " ".join(f"{r[c]:>22}" for c in cols)
-            + f" {r['backbone_blocks_checkpointed']:>7}"
-        )
+    print("\n".join(format_table(results)))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(

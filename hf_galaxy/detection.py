@@ -593,7 +593,40 @@ def to_detection(
         _set_info(converted, summary)
         logger.info("detection %s: %s", name, {k2: v for k2, v in summary.items() if k2 != "box_config"})
         out[name] = converted
-    return datasets.DatasetDict(out) if is_dict else out["data"]
+    result = datasets.DatasetDict(out) if is_dict else out["data"]
+    if is_dict:
+        # the loader's dataset facts (release, label scheme, class balance...) for the model card
+        result.galaxy_info = {
+            **dict(getattr(dataset, "galaxy_info", None) or {}),
+            **detection_card_facts(result),
+            "task": "detection",
+            "box_source": cfg.source,
+        }
+    return result
+
+
+def object_counts(dataset: Any) -> dict[str, dict[str, int]]:
+    """Boxes per category, per split (``{"data": ...}`` for a single ``Dataset``)."""
+    is_dict = hasattr(dataset, "keys") and not hasattr(dataset, "features")
+    splits = dict(dataset.items()) if is_dict else {"data": dataset}
+    names = categories_of(dataset)
+    out = {}
+    for name, ds in splits.items():
+        c = Counter(int(k) for objs in ds["objects"] for k in objs["category"])
+        out[name] = {n: int(c.get(i, 0)) for i, n in enumerate(names)}
+    return out
+
+
+def detection_card_facts(dataset: Any) -> dict[str, Any]:
+    """Detection facts for a model card: ``categories``, ``object_counts`` per split and category, and the
+    per-split box summaries of :func:`detection_info` (``detection_splits``)."""
+    is_dict = hasattr(dataset, "keys") and not hasattr(dataset, "features")
+    splits = dict(dataset.items()) if is_dict else {"data": dataset}
+    return {
+        "categories": categories_of(dataset),
+        "object_counts": object_counts(dataset),
+        "detection_splits": {name: detection_info(ds) for name, ds in splits.items()},
+    }
 
 
 # ----------------------------------------------------------------------------------------------- mosaics
@@ -640,7 +673,7 @@ def make_mosaics(
     *,
     config: MosaicConfig | None = None,
     seed: int = 0,
-    image_id_offset: int = 0,
+    image_id_offset: int | None = None,
     show_progress: bool = True,
     **config_overrides: Any,
 ) -> Any:
@@ -653,7 +686,8 @@ def make_mosaics(
     (``attempts`` tries, then the cutout is skipped and counted). Cutouts whose own boxes overlap by more
     than ``max_iou`` are skipped too (counted), so every pair of boxes in a field obeys the bound. Pixels combine by maximum, so the
     square cutout edges vanish into the sky. Returns a ``Dataset`` in the same layout and categories, with
-    ``image_id`` from ``image_id_offset`` on (so mosaics can be concatenated with their cutouts).
+    ``image_id`` from ``image_id_offset`` on; the default (None) starts just past the largest ``image_id`` of
+    ``dataset``, so mosaics can be concatenated with their cutouts without repeating an id.
     """
     import datasets
     from tqdm.auto import tqdm
@@ -665,6 +699,8 @@ def make_mosaics(
     if len(dataset) == 0:
         raise DetectionError("make_mosaics needs a non-empty detection dataset")
     categories = categories_of(dataset)
+    if image_id_offset is None:
+        image_id_offset = int(max(dataset["image_id"])) + 1
     rng = np.random.default_rng(seed)
     skipped = skipped_internal = 0
     rows: list[dict[str, Any]] = []
@@ -750,6 +786,15 @@ def _coco_dict(ds: Any, split: str, image_format: str, description: str) -> dict
     import datetime
 
     categories = categories_of(ds)
+    counts = Counter(int(i) for i in ds["image_id"])
+    duplicates = sorted(i for i, n in counts.items() if n > 1)
+    if duplicates:
+        shown = ", ".join(f"{i} (x{counts[i]})" for i in duplicates[:20])
+        more = f" and {len(duplicates) - 20} more" if len(duplicates) > 20 else ""
+        raise DetectionError(
+            f"export_coco split {split!r}: duplicate image_id {shown}{more}; each image needs its own id "
+            "(its file is <split>/<image_id>.<ext>). Give mosaics an image_id_offset past the cutouts' ids."
+        )
     images, annotations = [], []
     ann_id = 1
     for ex in ds.remove_columns("image"):  # annotations only: no image decoding
@@ -761,6 +806,7 @@ def _coco_dict(ds: Any, split: str, image_format: str, description: str) -> dict
                 "width": int(ex["width"]),
                 "height": int(ex["height"]),
                 "license": 1,
+                "galaxy_id": str(ex["id"]) if ex.get("id") is not None else None,
             }
         )
         objs = ex["objects"]
@@ -807,8 +853,10 @@ def export_coco(
     """Write a detection-layout ``Dataset`` (or each split of a ``DatasetDict``) as COCO files.
 
     Writes ``out_dir/annotations/instances_<split>.json`` and the images as ``out_dir/<split>/<image_id
-    :012d>.<image_format>`` (``file_name`` in the JSON is relative to ``out_dir``). Returns the JSON path
-    (a dict split -> path for a ``DatasetDict``).
+    :012d>.<image_format>`` (``file_name`` in the JSON is relative to ``out_dir``); each image entry also
+    carries ``galaxy_id`` (the ``id`` column), which :func:`load_coco` reads back. Returns the JSON path (a
+    dict split -> path for a ``DatasetDict``). Raises :class:`DetectionError` naming them when image ids repeat
+    within a split (their files would overwrite each other).
     """
     from tqdm.auto import tqdm
 
@@ -821,9 +869,9 @@ def export_coco(
             for name, ds in dataset.items()
         }
     categories_of(dataset)
+    coco = _coco_dict(dataset, split, image_format, description)  # checks the ids before writing anything
     (out / "annotations").mkdir(parents=True, exist_ok=True)
     (out / split).mkdir(parents=True, exist_ok=True)
-    coco = _coco_dict(dataset, split, image_format, description)
     for info, ex in tqdm(zip(coco["images"], dataset), total=len(dataset), desc=f"COCO {split}"):
         img = ex["image"].convert("RGB")
         img.save(
@@ -867,8 +915,16 @@ def load_coco(
     cats = sorted(coco["categories"], key=lambda c: c["id"])
     cat_pos = {int(c["id"]): i for i, c in enumerate(cats)}
     names = [str(c["name"]) for c in cats]
+    for j, im in enumerate(coco["images"]):
+        if not isinstance(im, dict) or "id" not in im:
+            raise DetectionError(f"{path}: images[{j}] has no 'id'")
+        if not isinstance(im.get("file_name"), str) or not im["file_name"]:
+            raise DetectionError(f"{path}: image id={im['id']} (images[{j}]) has no 'file_name'")
     by_image: dict[int, list[dict[str, Any]]] = {int(im["id"]): [] for im in coco["images"]}
-    for ann in coco["annotations"]:
+    for j, ann in enumerate(coco["annotations"]):
+        if not isinstance(ann, dict):
+            raise DetectionError(f"{path}: annotations[{j}] is not an object: {ann!r}")
+        ann["bbox"] = _coco_bbox(ann, path, j)
         cid = ann.get("category_id")
         if cid not in cat_pos:
             raise DetectionError(
@@ -914,7 +970,7 @@ def load_coco(
                 "width": w,
                 "height": h,
                 "objects": clean,
-                "id": str(im.get("galaxy_id", im["file_name"])),
+                "id": str(im["galaxy_id"] if im.get("galaxy_id") is not None else im["file_name"]),
             }
         )
     if report.n_dropped_boxes or report.clipped or report.dropped_images:
@@ -930,6 +986,22 @@ def load_coco(
     ds = datasets.Dataset.from_list(rows, features=detection_features(names))
     _set_info(ds, {"source": str(path), **asdict(report)})
     return ds
+
+
+def _coco_bbox(ann: Mapping[str, Any], path: Path, index: int) -> list[float]:
+    """The annotation's ``bbox`` as 4 floats, else a :class:`DetectionError` naming the file and annotation."""
+    where = f"{path}: annotation id={ann.get('id', '?')} (annotations[{index}])"
+    if "bbox" not in ann:
+        raise DetectionError(f"{where} has no 'bbox' (expected [x, y, width, height])")
+    box = ann["bbox"]
+    if not isinstance(box, (list, tuple)) or len(box) != 4:
+        raise DetectionError(f"{where}: bbox {box!r} is not 4 numbers [x, y, width, height]")
+    try:
+        if any(isinstance(v, (bool, str)) for v in box):
+            raise TypeError
+        return [float(v) for v in box]
+    except (TypeError, ValueError):
+        raise DetectionError(f"{where}: bbox {box!r} holds a non-numeric value") from None
 
 
 def validate_coco(annotation_file: str | os.PathLike) -> dict[str, int]:
@@ -959,12 +1031,14 @@ __all__ = [
     "box_iou",
     "catalog_radius_px",
     "categories_of",
+    "detection_card_facts",
     "detection_features",
     "detection_info",
     "export_coco",
     "galaxy_objects",
     "load_coco",
     "make_mosaics",
+    "object_counts",
     "radius_box",
     "sanitize_objects",
     "segment_objects",

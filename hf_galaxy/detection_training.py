@@ -230,10 +230,70 @@ def load_detector(
     return model, processor
 
 
-def accepts_pixel_mask(model: nn.Module) -> bool:
-    """Whether ``model.forward`` takes ``pixel_mask`` (DETR family yes, YOLOS no)."""
+MASKLESS_MODEL_TYPES: frozenset[str] = frozenset({"yolos", "rt_detr", "rt_detr_v2", "d_fine"})
+"""Detectors that see the whole padded canvas: YOLOS has no ``pixel_mask`` argument; RT-DETR (v1, v2) and
+D-FINE accept one but never use it (their backbone wrapper only downsamples it, the encoder never reads it)."""
+MASKED_MODEL_TYPES: frozenset[str] = frozenset(
+    {"detr", "conditional_detr", "deformable_detr", "dab_detr", "table_transformer"}
+)
+"""Detectors whose output does depend on ``pixel_mask`` (their position embeddings and attention use it)."""
+
+
+@torch.no_grad()
+def pixel_mask_changes_output(model: nn.Module, size: int = 64) -> bool:
+    """Probe: does masking out the right half of a ``size`` px image change the model's predictions?
+
+    Runs the model twice in eval mode on one random image, with a full mask and with the right half masked;
+    restores the training mode. False for models that accept ``pixel_mask`` but ignore it (e.g. RT-DETR).
+    """
     model = getattr(model, "module", model)
-    return "pixel_mask" in inspect.signature(model.forward).parameters
+    if "pixel_mask" not in inspect.signature(model.forward).parameters:
+        return False
+    was_training = model.training
+    model.eval()
+    param = next(model.parameters())
+    try:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(1, 3, size, size, generator=g).to(param.device, dtype=param.dtype)
+        full = torch.ones(1, size, size, dtype=torch.long, device=param.device)
+        half = full.clone()
+        half[:, :, size // 2 :] = 0
+        a, b = model(pixel_values=x, pixel_mask=full), model(pixel_values=x, pixel_mask=half)
+        return not (
+            torch.allclose(a.logits.float(), b.logits.float(), atol=1e-6)
+            and torch.allclose(a.pred_boxes.float(), b.pred_boxes.float(), atol=1e-6)
+        )
+    finally:
+        model.train(was_training)
+
+
+def accepts_pixel_mask(model: nn.Module) -> bool:
+    """Whether the model *uses* ``pixel_mask``, i.e. predicts boxes relative to the unpadded image.
+
+    False for models without the argument (YOLOS) and for those that take it but ignore it
+    (:data:`MASKLESS_MODEL_TYPES`: RT-DETR, RT-DETR v2, D-FINE): they see the padded canvas, so their targets
+    and predictions must be canvas-relative (:class:`DetectionCollator` ``pixel_mask=False``). True for the
+    DETR family (:data:`MASKED_MODEL_TYPES`); other model types are probed once with
+    :func:`pixel_mask_changes_output` and the answer is cached on the model.
+    """
+    model = getattr(model, "module", model)
+    if "pixel_mask" not in inspect.signature(model.forward).parameters:
+        return False
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type in MASKLESS_MODEL_TYPES:
+        return False
+    if model_type in MASKED_MODEL_TYPES:
+        return True
+    cached = getattr(model, "_hf_galaxy_uses_pixel_mask", None)
+    if cached is None:
+        try:
+            cached = pixel_mask_changes_output(model)
+        except Exception as err:  # a model the probe cannot run (other inputs needed): trust the signature
+            logger.warning("%s: could not probe pixel_mask (%s); assuming it is used", model_type, err)
+            cached = True
+        logger.info("%s: pixel_mask %s the output", model_type, "changes" if cached else "does not change")
+        model._hf_galaxy_uses_pixel_mask = cached
+    return bool(cached)
 
 
 # --------------------------------------------------------------------------------------------- backbone
@@ -464,8 +524,8 @@ class DetectionTransform:
 class DetectionCollator:
     """Pad ``pixel_values`` to the batch maximum (bottom/right, zeros) and build ``pixel_mask`` (1 = image).
 
-    ``pixel_mask=False`` (models without the argument, e.g. YOLOS) leaves it out and re-expresses the
-    normalised boxes relative to the padded canvas, which is all such a model sees. Every label gets
+    ``pixel_mask=False`` (models that do not use it: YOLOS, RT-DETR; see :func:`accepts_pixel_mask`) leaves it
+    out and re-expresses the normalised boxes relative to the padded canvas, which is all such a model sees. Every label gets
     ``target_size``: the (height, width) to multiply normalised predictions by to get pixels of the original
     image (``orig_size``, scaled by canvas/size when boxes are canvas-relative).
     """
@@ -531,7 +591,8 @@ def coco_map(
     ``targets``: per image ``{"boxes": (n, 4) xywh absolute, "labels": (n,)}`` (optionally ``"size"`` (h, w));
     ``detections``: per image ``{"boxes": (m, 4) xyxy absolute, "scores": (m,), "labels": (m,)}``.
     Returns ``map``, ``map_50``, ``map_75``, ``map_small/medium/large``, ``mar_1``, ``mar_10``, ``mar_100`` and
-    ``map_<category>`` for the categories present in the targets (COCO's -1, "no ground truth", becomes NaN).
+    ``map_<category>`` for the categories present in the targets (COCO's -1, "no ground truth", becomes NaN;
+    :class:`DetectionMetrics` drops those keys with :func:`finite_metrics` before the ``Trainer`` sees them).
     """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -681,7 +742,21 @@ class DetectionMetrics:
                         "size": orig,
                     }
                 )
-        return coco_map(targets, detections, self.categories)
+        return finite_metrics(coco_map(targets, detections, self.categories))
+
+
+def finite_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """``metrics`` without the undefined (NaN/inf) values.
+
+    COCO reports -1 for a metric with no ground truth (e.g. ``map_large`` when every box is small), which
+    :func:`coco_map` turns into NaN; ``Trainer.save_metrics`` would write that NaN into
+    ``eval_results.json`` (not valid JSON) and the model card. The dropped keys are logged.
+    """
+    out = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+    dropped = sorted(set(metrics) - set(out))
+    if dropped:
+        logger.info("metrics undefined on this split (no ground truth of that kind), left out: %s", dropped)
+    return out
 
 
 # --------------------------------------------------------------------------------------------- trainer
@@ -1038,10 +1113,15 @@ def load_detection_data(
     data_dir: str | Path | None = None,
     seed: int = 0,
 ) -> Any:
-    """The detection ``DatasetDict`` for ``--dataset`` (see :class:`DetectionScriptArguments`), with mosaics."""
+    """The detection ``DatasetDict`` for ``--dataset`` (see :class:`DetectionScriptArguments`), with mosaics.
+
+    The result carries ``galaxy_info`` (the loader's facts, see :func:`hf_galaxy.dataset.describe`, plus the
+    detection categories, box source, object counts, ``synthetic`` for ``synthetic:N`` and ``mosaics``: the
+    number of mosaic fields per split, empty without mosaics) for the model card.
+    """
     from datasets import DatasetDict, concatenate_datasets
 
-    from hf_galaxy.detection import load_coco, make_mosaics, to_detection
+    from hf_galaxy.detection import detection_card_facts, load_coco, make_mosaics, to_detection
     from hf_galaxy.training import DataArguments, load_training_data
 
     args = data_args or DetectionDataArguments()
@@ -1077,6 +1157,10 @@ def load_detection_data(
             dsd = to_detection(
                 dsd, catalog=catalog, keep_empty=args.keep_empty, num_proc=args.num_proc, **box_kwargs
             )
+    info = dict(getattr(dsd, "galaxy_info", None) or {})
+    if dataset.startswith("synthetic:"):
+        info["synthetic"] = True
+    mosaic_counts: dict[str, int] = {}
     if args.mosaics > 0:
         out = {}
         for k, (name, ds) in enumerate(dsd.items()):
@@ -1091,8 +1175,57 @@ def load_detection_data(
                 image_id_offset=offset,
             )
             out[name] = mos if args.mosaic_only else concatenate_datasets([ds, mos])
+            mosaic_counts[name] = len(mos)
         dsd = DatasetDict(out)
+    dsd.galaxy_info = {
+        **info,
+        **detection_card_facts(dsd),
+        "mosaics": mosaic_counts,
+        "mosaic_only": bool(args.mosaics > 0 and args.mosaic_only),
+    }
     return dsd
+
+
+def card_metrics(metrics: dict[str, float], prefix: str) -> dict[str, float]:
+    """The quality metrics of one evaluation for the model card: keys ``<prefix>_<name>`` become ``<name>``;
+    ``epoch``, runtimes, speeds, sample counts and undefined (NaN) values are left out."""
+    return {
+        k[len(prefix) + 1 :]: v
+        for k, v in metrics.items()
+        if k.startswith(prefix + "_")
+        and not k.endswith(("_runtime", "_per_second", "_samples"))
+        and isinstance(v, (int, float))
+        and math.isfinite(v)
+    }
+
+
+def detection_dataset_facts(dataset_dict: Any) -> dict[str, Any]:
+    """What the model card says about a detection ``DatasetDict``.
+
+    :func:`hf_galaxy.dataset.describe` (release, label scheme, split sizes... carried through
+    :func:`~hf_galaxy.detection.to_detection` and :func:`load_detection_data` as ``galaxy_info``) plus the
+    detection facts (categories, box source, mosaics). ``class_balance`` becomes the boxes per category and
+    split; the loader's per-galaxy balance is kept as ``galaxy_class_balance``.
+    """
+    from hf_galaxy.dataset import describe
+    from hf_galaxy.detection import detection_card_facts, detection_info
+
+    try:
+        facts = describe(dataset_dict)
+    except Exception as err:  # describe degrades on plain DatasetDicts; never fail a run over card facts
+        logger.warning("could not describe the dataset for the model card: %s", err)
+        facts = {}
+    facts = dict(facts)
+    if "class_balance" in facts:
+        facts["galaxy_class_balance"] = facts.pop("class_balance")
+    det = detection_card_facts(dataset_dict)
+    for key in ("categories", "object_counts", "detection_splits"):
+        facts.setdefault(key, det[key])
+    facts["class_balance"] = facts["object_counts"]
+    facts["split_sizes"] = {k: len(v) for k, v in dataset_dict.items()}
+    facts["detection"] = detection_info(dataset_dict["train"])
+    facts.setdefault("mosaics", {})
+    return facts
 
 
 def _truncate(ds: Any, n: int | None) -> Any:
@@ -1110,12 +1243,14 @@ def run_detection(
     """The detection recipe: data -> boxes (-> mosaics) -> model -> train -> COCO metrics -> plots -> save.
 
     Writes to ``output_dir``: the model and image processor (``from_pretrained``-loadable), ``train_results.json``,
-    ``eval_results.json``, ``all_results.json``, ``trainer_state.json``, ``predictions.png``,
-    ``training_curves.png`` and ``hf_galaxy_card.json``. Returns all metrics.
+    ``eval_results.json`` (validation split), ``test_results.json`` (when the final split is ``test``),
+    ``all_results.json``, ``trainer_state.json``, ``predictions.png``, ``training_curves.png``,
+    ``hf_galaxy_card.json`` (with the dataset facts of :func:`detection_dataset_facts`) and ``README.md``.
+    Returns all metrics.
     """
     from transformers.trainer_utils import get_last_checkpoint, set_seed
 
-    from hf_galaxy.detection import categories_of, detection_info
+    from hf_galaxy.detection import categories_of
     from hf_galaxy.hub.card import CardCallback, GalaxyCardData
     from hf_galaxy.plots import plot_training_curves
     from hf_galaxy.training import apply_precision, preserve_accelerate_state
@@ -1160,13 +1295,9 @@ def run_detection(
             with preserve_accelerate_state():
                 super().on_train_begin(*args, **kwargs)
 
-    facts: dict[str, Any] = {
-        "split_sizes": {k: len(v) for k, v in dataset_dict.items()},
-        "categories": categories,
-        "detection": detection_info(dataset_dict["train"]),
-    }
+    facts = detection_dataset_facts(dataset_dict)
     if script_args.dataset:
-        facts["source"] = script_args.dataset
+        facts.setdefault("source", script_args.dataset)
     card = GalaxyCardData(
         task="object-detection",
         base_model=None if model_args.model_config else model_args.model_name_or_path,
@@ -1205,19 +1336,21 @@ def run_detection(
     metrics: dict[str, float] = {**result.metrics, "train_samples": len(train_raw)}
     trainer.save_metrics("train", metrics)
     trainer.save_state()
+    if val_raw is not None and final_name != val_name:
+        val = trainer.evaluate(metric_key_prefix="eval")
+        val["eval_samples"] = len(val_raw)
+        trainer.log_metrics("eval", val)
+        trainer.save_metrics("eval", val)
+        metrics.update(val)
     if final_raw is not None:
         prefix = "test" if final_name == "test" else "eval"
         final_ds = final_raw.with_transform(DetectionTransform(processor, categories))
         final = trainer.evaluate(final_ds, metric_key_prefix=prefix)
         final[f"{prefix}_samples"] = len(final_raw)
         trainer.log_metrics(prefix, final)
-        trainer.save_metrics("eval", final)
+        trainer.save_metrics(prefix, final)
         metrics.update(final)
-        card.eval_results = {
-            k[len(prefix) + 1 :]: v
-            for k, v in final.items()
-            if not k.endswith(("_runtime", "_per_second", "_samples"))
-        }
+        card.eval_results = card_metrics(final, prefix)
     trainer.save_model(str(output_dir))
     if trainer.is_world_process_zero():
         plot_training_curves(trainer.state.log_history, output_dir / "training_curves.png")
@@ -1234,6 +1367,7 @@ def run_detection(
                 truths=[r["objects"] for r in rows],
                 score_threshold=script_args.plot_score_threshold,
             )
+            card.extra["predictions_plot"] = "predictions.png"
         card.precision = precision
         card.save(output_dir)
         finish_output_dir(output_dir, training_args, push_to_hub)

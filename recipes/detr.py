@@ -16,8 +16,10 @@ Defaults come from a YAML file (``--config``); any option on the command line ov
     accelerate launch --cpu --num_processes 1 recipes/detr.py --config recipes/configs/yolos_tiny.yaml
 
 The output directory holds the model and image processor (``from_pretrained`` / ``pipeline("object-detection")``),
-``eval_results.json`` (COCO mAP, mAP50, mAP75, mAR@100, per-class AP), ``predictions.png`` (predicted and true
-boxes on validation images), ``training_curves.png`` and ``hf_galaxy_card.json``.
+``test_results.json`` (COCO mAP, mAP50, mAP75, mAR@100, per-class AP on the test split; metrics COCO leaves
+undefined, e.g. ``map_large`` without large boxes, are left out), ``eval_results.json`` (the same on the
+validation split), ``all_results.json``, ``predictions.png`` (predicted and true boxes on validation images),
+``training_curves.png``, ``hf_galaxy_card.json`` and the model card ``README.md``.
 """
 
 from __future__ import annotations

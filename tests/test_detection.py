@@ -324,6 +324,8 @@ def test_export_coco_validates_and_round_trips(det, tmp_path):
         assert a["objects"]["category"] == b["objects"]["category"]
         assert np.allclose(a["objects"]["bbox"], b["objects"]["bbox"])
         assert np.array_equal(np.asarray(a["image"]), np.asarray(b["image"]))  # PNG is lossless
+        assert a["id"] == b["id"]  # the galaxy id survives as the COCO image's galaxy_id
+    assert data["images"][0]["galaxy_id"] == det["train"][0]["id"]
 
 
 def test_export_coco_of_real_cutouts(tmp_path):
@@ -350,3 +352,65 @@ def test_export_coco_of_real_cutouts(tmp_path):
         path = export_coco(det, tmp_path / name, split="all")
         counts = validate_coco(path)
         assert counts["images"] == len(full) and counts["annotations"] >= len(full)
+
+
+def test_export_coco_refuses_duplicate_image_ids(det, tmp_path):
+    import datasets
+
+    train = det["train"].select(range(4))
+    mos = make_mosaics(train, 2, size=(96, 96), cutouts_per_field=(1, 2), seed=0, show_progress=False)
+    clash = make_mosaics(train, 2, image_id_offset=0, size=(96, 96), seed=0, show_progress=False)
+    with pytest.raises(DetectionError, match=r"duplicate image_id 0 \(x2\), 1 \(x2\)"):
+        export_coco(datasets.concatenate_datasets([train, clash]), tmp_path / "bad", split="train")
+    assert not (tmp_path / "bad" / "train").exists()  # nothing written
+    # the default offset starts past the largest id of the input, so cutouts + mosaics export cleanly
+    assert mos["image_id"] == [max(train["image_id"]) + 1, max(train["image_id"]) + 2]
+    path = export_coco(datasets.concatenate_datasets([train, mos]), tmp_path / "ok", split="train")
+    assert validate_coco(path)["images"] == 6 and len(list((tmp_path / "ok" / "train").iterdir())) == 6
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda c: c["annotations"][1].pop("bbox"), r"annotation id=2 \(annotations\[1\]\) has no 'bbox'"),
+        (lambda c: c["annotations"][1].update(bbox=[1, 2, 3]), r"annotation id=2 .*not 4 numbers"),
+        (lambda c: c["annotations"][1].update(bbox=[1, "a", 3, 4]), r"annotation id=2 .*non-numeric"),
+        (lambda c: c["annotations"][1].update(bbox=[1, None, 3, 4]), r"annotation id=2 .*non-numeric"),
+        (lambda c: c["images"][1].pop("file_name"), r"image id=8 \(images\[1\]\) has no 'file_name'"),
+    ],
+)
+def test_load_coco_malformed_entries_name_the_file_and_id(tmp_path, change, match):
+    Image.fromarray(np.zeros((20, 30, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    coco = {
+        "images": [
+            {"id": 7, "file_name": "a.png", "width": 30, "height": 20},
+            {"id": 8, "file_name": "a.png", "width": 30, "height": 20},
+        ],
+        "annotations": [
+            {"id": 1, "image_id": 7, "category_id": 0, "bbox": [1, 1, 5, 5]},
+            {"id": 2, "image_id": 8, "category_id": 0, "bbox": [2, 2, 5, 5]},
+        ],
+        "categories": [{"id": 0, "name": "spiral"}],
+    }
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(coco))
+    assert len(load_coco(path)) == 2  # the unchanged file loads
+    change(coco)
+    path.write_text(json.dumps(coco))
+    with pytest.raises(DetectionError, match=match) as err:
+        load_coco(path)
+    assert str(path) in str(err.value)
+
+
+def test_to_detection_carries_the_dataset_facts(det, cls_data):
+    from hf_galaxy.dataset import describe
+
+    facts = describe(det)
+    assert facts["release"] == cls_data.galaxy_info["release"] and facts["release"]
+    assert facts["label_scheme"] == cls_data.galaxy_info["label_scheme"]
+    assert facts["class_balance"] == cls_data.galaxy_info["class_balance"]
+    assert facts["categories"] == categories_of(det) and facts["box_source"] == "auto"
+    assert facts["task"] == "detection"
+    counts = facts["object_counts"]["train"]
+    assert set(counts) == set(categories_of(det))
+    assert sum(counts.values()) == sum(len(o["bbox"]) for o in det["train"]["objects"])

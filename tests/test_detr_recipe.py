@@ -433,14 +433,213 @@ def _launch(config: str, out: Path) -> None:
 def test_accelerate_launch_recipe(config, tmp_path):
     from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
+    from hf_galaxy.hub.references import release_info
+
     out = tmp_path / "run"
     _launch(config, out)
-    results = json.loads((out / "eval_results.json").read_text())
+    # valid JSON (no NaN from COCO's "no ground truth" -1) everywhere the Trainer writes metrics
+    files = {
+        name: json.loads((out / name).read_text(), parse_constant=_no_nan)
+        for name in ("test_results.json", "eval_results.json", "all_results.json", "train_results.json")
+    }
+    results = files["test_results.json"]
     assert 0.0 <= results["test_map"] <= 1.0 and "test_map_50" in results and "test_mar_100" in results
+    assert "eval_map" in files["eval_results.json"]  # the validation split
+    assert files["all_results.json"]["test_map"] == results["test_map"]
     assert (out / "predictions.png").stat().st_size > 1000
     assert Image.open(out / "predictions.png").format == "PNG"
     card = json.loads((out / "hf_galaxy_card.json").read_text())
     assert card["task"] == "object-detection" and card["label_names"][-2:] == ["neighbour", "star"]
+    assert "" not in card["eval_results"] and "epoch" not in card["eval_results"]
+    assert card["eval_results"]["map"] == results["test_map"]
+    facts = card["dataset"]
+    assert facts["release"] and facts["synthetic"] is True and facts["label_scheme"]
+    assert facts["mosaics"]["train"] == 8 and facts["box_source"] == "auto"
+    assert set(facts["class_balance"]["train"]) == set(card["label_names"])  # boxes per category
+    readme = (out / "README.md").read_text()
+    assert release_info(facts["release"])[0] in readme and "synthetic galaxies" in readme
+    assert "| `` |" not in readme and "|  |" not in readme  # no blank metric row
+    assert "expected calibration error" not in readme and "centred on one galaxy" not in readme
+    assert "![Predicted boxes" in readme and "(predictions.png)" in readme
+    assert "fields like the training mosaics" in readme
     model = AutoModelForObjectDetection.from_pretrained(out)
     assert model.config.id2label[0] == "elliptical"
     AutoImageProcessor.from_pretrained(out)
+
+
+# ------------------------------------------------------------------------------------------ review fixes
+_ORACLE_PROCESSORS = {
+    "detr-tiny": "DetrImageProcessorPil",
+    "yolos-tiny": "YolosImageProcessorPil",
+    "rt-detr-tiny": "RTDetrImageProcessorPil",
+}
+# (width, height) of non-square images of mixed sizes, and their boxes [x, y, w, h] in original pixels
+_ORACLE_IMAGES = [
+    ((60, 40), [[4, 6, 20, 12], [30, 20, 25, 16]], [1, 6]),
+    ((36, 72), [[2, 40, 30, 28]], [0]),
+    ((50, 50), [[10, 10, 30, 30], [1, 1, 8, 6]], [3, 7]),
+    ((80, 30), [[50, 2, 28, 25]], [2]),
+]
+
+
+def _oracle_dataset():
+    import datasets
+
+    from hf_galaxy.detection import detection_features
+
+    rows = []
+    for i, ((w, h), boxes, cats) in enumerate(_ORACLE_IMAGES):
+        arr = (np.random.default_rng(i).random((h, w, 3)) * 255).astype(np.uint8)
+        rows.append(
+            {
+                "image_id": 10 + i,
+                "image": Image.fromarray(arr),
+                "width": w,
+                "height": h,
+                "objects": {
+                    "id": list(range(len(boxes))),
+                    "area": [float(b[2] * b[3]) for b in boxes],
+                    "bbox": boxes,
+                    "category": cats,
+                },
+                "id": f"g{i}",
+            }
+        )
+    return datasets.Dataset.from_list(rows, features=detection_features(CATS))
+
+
+def test_rt_detr_ignores_pixel_mask_so_it_is_treated_as_maskless():
+    from hf_galaxy.detection_training import pixel_mask_changes_output
+
+    truth = {"detr-tiny": True, "yolos-tiny": False, "rt-detr-tiny": False}
+    for preset, uses in truth.items():
+        torch.manual_seed(0)
+        model, _ = load_detector(None, CATS, model_config=preset, image_size=64)
+        assert pixel_mask_changes_output(model) is uses, preset
+        assert accepts_pixel_mask(model) is uses, preset
+    # a model type outside the known lists is probed (and the answer cached on the model)
+    model, _ = load_detector(None, CATS, model_config="rt-detr-tiny", image_size=64)
+    model.config.model_type = "some_new_detector"
+    assert accepts_pixel_mask(model) is False and model._hf_galaxy_uses_pixel_mask is False
+
+
+@pytest.mark.parametrize("preset", ["detr-tiny", "yolos-tiny", "rt-detr-tiny"])
+def test_oracle_predictions_give_perfect_map_through_the_pipeline(preset):
+    """Ground-truth boxes, expressed in the frame the model really sees (the unpadded image for a model that
+    uses pixel_mask, the padded canvas otherwise), go DetectionTransform -> DetectionCollator -> pack_targets
+    -> DetectionMetrics and come back as the absolute boxes with mAP 1, on padded batches of non-square
+    images of mixed sizes."""
+    import transformers
+    from transformers import EvalPrediction
+
+    from hf_galaxy.detection_training import (
+        PAD_MULTIPLE,
+        DetectionMetrics,
+        pixel_mask_changes_output,
+        post_process,
+    )
+
+    torch.manual_seed(0)
+    model, _ = load_detector(None, CATS, model_config=preset, image_size=64)
+    proc = getattr(transformers, _ORACLE_PROCESSORS[preset])(size={"shortest_edge": 32, "longest_edge": 64})
+    ds = _oracle_dataset()
+    enc = DetectionTransform(proc, CATS)(ds[:])
+    examples = [{"pixel_values": v, "labels": lab} for v, lab in zip(enc["pixel_values"], enc["labels"])]
+    batch = DetectionCollator(pixel_mask=accepts_pixel_mask(model), pad_to_multiple_of=PAD_MULTIPLE)(examples)
+    H, W = batch["pixel_values"].shape[-2:]
+    sizes = [tuple(v.shape[-2:]) for v in enc["pixel_values"]]
+    assert len(set(sizes)) > 1 and any((h, w) != (H, W) for h, w in sizes)  # the batch is padded
+
+    sees_mask = pixel_mask_changes_output(model)
+    model.eval()
+    with torch.no_grad():
+        inputs = {k: batch[k] for k in ("pixel_values", "pixel_mask") if k in batch}
+        n_logits = model(**inputs).logits.shape[-1]
+    n_max = max(len(b) for _, b, _ in _ORACLE_IMAGES)
+    focal = n_logits == len(CATS)  # RT-DETR: sigmoid scores, no "no object" class
+    logits = torch.full((len(ds), n_max, n_logits), -10.0)
+    boxes = torch.full((len(ds), n_max, 4), 0.5)
+    for i, (((w0, h0), gt, cats), (h, w)) in enumerate(zip(_ORACLE_IMAGES, sizes)):
+        sx, sy = (1.0, 1.0) if sees_mask else (w / W, h / H)
+        for q, (b, c) in enumerate(zip(gt, cats)):
+            cx, cy = (b[0] + b[2] / 2) / w0, (b[1] + b[3] / 2) / h0
+            boxes[i, q] = torch.tensor([cx * sx, cy * sy, b[2] / w0 * sx, b[3] / h0 * sy])
+            logits[i, q, c] = 10.0
+        for q in range(len(gt), n_max):
+            if not focal:
+                logits[i, q, -1] = 10.0  # "no object"
+        # the training targets are in the same frame as the ideal prediction
+        torch.testing.assert_close(batch["labels"][i]["boxes"], boxes[i, : len(gt)], atol=1e-5, rtol=0)
+
+    packed = pack_targets(batch["labels"])
+    metrics = DetectionMetrics(proc, CATS)(
+        EvalPrediction(predictions=[(logits.numpy(), boxes.numpy())], label_ids=[packed.numpy()])
+    )
+    assert metrics["map"] == pytest.approx(1.0) and metrics["map_50"] == pytest.approx(1.0)
+    assert metrics["mar_100"] == pytest.approx(1.0)
+    assert all(np.isfinite(v) for v in metrics.values()) and "map_large" not in metrics  # COCO -1 dropped
+    targets = unpack_targets(packed.numpy())
+    dets = post_process(proc, logits, boxes, np.stack([t["target_size"] for t in targets]))
+    for (_, gt, cats), d in zip(_ORACLE_IMAGES, dets):
+        top = np.argsort(-d["scores"])[: len(gt)]
+        got = sorted(zip(d["labels"][top].tolist(), d["boxes"][top].round(3).tolist()))
+        want = sorted(zip(cats, [[b[0], b[1], b[0] + b[2], b[1] + b[3]] for b in gt]))
+        assert [c for c, _ in got] == [c for c, _ in want]
+        np.testing.assert_allclose([b for _, b in got], [b for _, b in want], atol=1e-3)
+
+
+def test_detection_metrics_leave_out_undefined_coco_values():
+    from hf_galaxy.detection_training import finite_metrics
+
+    targets = [{"boxes": np.array([[2, 2, 5, 5]]), "labels": np.array([0]), "size": (16, 16)}]
+    dets = [{"boxes": np.array([[2, 2, 7, 7]]), "scores": np.array([0.9]), "labels": np.array([0])}]
+    raw = coco_map(targets, dets, ["a", "b"])
+    assert np.isnan(raw["map_large"]) and np.isnan(raw["map_medium"])  # only small boxes: COCO says -1
+    clean = finite_metrics(raw)
+    assert "map_large" not in clean and clean["map"] == pytest.approx(1.0)
+    json.loads(json.dumps(clean), parse_constant=_no_nan)
+
+
+def _no_nan(name):
+    raise ValueError(f"{name} in a metrics JSON file")
+
+
+def test_card_metrics_keep_only_prefixed_quality_metrics():
+    from hf_galaxy.detection_training import card_metrics
+
+    final = {
+        "test_map": 0.5,
+        "test_loss": 1.2,
+        "epoch": 3.0,
+        "test_runtime": 1.0,
+        "test_samples_per_second": 9.0,
+        "test_samples": 12,
+        "test_map_large": float("nan"),
+    }
+    assert card_metrics(final, "test") == {"map": 0.5, "loss": 1.2}
+
+
+def test_bench_detr_has_the_issue_baseline_rows():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_detr", ROOT / "benchmarks" / "bench_detr.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    runs = bench.plan_runs(["off", "transformer", "full"], "detr")
+    assert runs[:2] == [("off", "as_built"), ("transformer", "as_built")]
+    assert runs[2:] == [("off", "detr"), ("transformer", "detr"), ("full", "detr")]
+    assert bench.plan_runs(["off"], "as_built") == [("off", "as_built")]
+    assert bench.plan_runs(["full"], "detr", baseline=False) == [("full", "detr")]
+    row = {
+        "mode": "off",
+        "train_backbone": "as_built",
+        "baseline": True,
+        "images_per_s": 1.0,
+        "fwd_bwd_peak_mib": 1.0,
+        "fwd_bwd_increase_mib": 0.5,
+        "peak_mib": 2.0,
+        "backbone_blocks_checkpointed": 0,
+        "backbone_trainable_params": 0,
+    }
+    table = bench.format_table([row, {**row, "train_backbone": "detr", "baseline": False, "mode": "full"}])
+    assert "as_built (baseline)" in table[1] and table[2].split()[:2] == ["detr", "full"]
