@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -46,6 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hf_galaxy.hub.card import jsonable
 from hf_galaxy.metrics import classification_metrics, votes_are_informative
 
 logger = logging.getLogger(__name__)
@@ -75,7 +77,7 @@ TABLE_METRICS = ("accuracy", "macro_f1", "ece", "vote_rmse", "nll")
 
 
 class LabelMismatchError(ValueError):
-    """Two members (or a member and the ensemble) have different label maps."""
+    """Two members, a member and the ensemble, or the members and a dataset have different label maps."""
 
 
 # --------------------------------------------------------------------------------------------- members
@@ -101,7 +103,7 @@ class MemberSpec:
             "revision": self.revision,
             "commit": self.commit,
             "seed": self.seed,
-            "info": _jsonable(self.info),
+            "info": jsonable(self.info),
         }
 
     @classmethod
@@ -132,24 +134,6 @@ class LoadedMember:
     @property
     def name(self) -> str:
         return self.spec.name_or_path
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return value
 
 
 def _model_label_names(model: nn.Module, where: str) -> list[str]:
@@ -234,6 +218,40 @@ def check_label_names(members: Sequence[LoadedMember], expected: Sequence[str] |
     return list(ref)
 
 
+def dataset_label_names(dataset: Any) -> list[str] | None:
+    """The class names of a dataset's ``label`` ClassLabel column (``None`` when it has none)."""
+    features = getattr(dataset, "features", None)
+    label = features.get("label") if features is not None and hasattr(features, "get") else None
+    names = getattr(label, "names", None)
+    return [str(n) for n in names] if names else None
+
+
+def check_dataset_labels(dataset: Any, label_names: Sequence[str]) -> None:
+    """Check that ``dataset`` labels the classes ``label_names`` (the members' id2label) in the same order.
+
+    Compares the ``label`` ClassLabel names and the width of the ``votes`` column with the members' classes.
+
+    Raises:
+        LabelMismatchError: showing the dataset's and the members' label maps (or the votes width).
+    """
+    names = dataset_label_names(dataset)
+    members = dict(enumerate(label_names))
+    if names is not None and names != list(label_names):
+        raise LabelMismatchError(
+            f"the dataset's label names {dict(enumerate(names))} differ from the members' id2label {members}; "
+            "the members were trained on other classes (or another order). Load the dataset with the label scheme "
+            "the members were trained with."
+        )
+    features = getattr(dataset, "features", None)
+    votes = features.get("votes") if features is not None and hasattr(features, "get") else None
+    width = getattr(votes, "length", None)
+    if isinstance(width, int) and width >= 0 and width != len(label_names):
+        raise LabelMismatchError(
+            f"the dataset's 'votes' column has {width} columns but the members have {len(label_names)} classes "
+            f"{members}; the vote fractions must be aligned with the class names"
+        )
+
+
 # --------------------------------------------------------------------------------------------- inference
 @dataclass
 class EnsemblePredictions:
@@ -245,6 +263,7 @@ class EnsemblePredictions:
         votes: vote fractions ``(n_samples, n_classes)`` or None.
         ids: galaxy ids (empty when the split has no ``id`` column).
         member_names: member ids in order.
+        class_names: the dataset's class names (its ``label`` ClassLabel), when known.
     """
 
     member_probs: np.ndarray
@@ -252,6 +271,14 @@ class EnsemblePredictions:
     votes: np.ndarray | None
     ids: list[str]
     member_names: list[str]
+    class_names: list[str] | None = None
+
+    def fingerprint(self) -> str:
+        """A digest of the member probabilities and labels (identifies the split they were computed on)."""
+        digest = hashlib.sha256(np.ascontiguousarray(self.member_probs, dtype=np.float64).tobytes())
+        if self.labels is not None:
+            digest.update(np.ascontiguousarray(self.labels, dtype=np.int64).tobytes())
+        return digest.hexdigest()
 
     @property
     def n_members(self) -> int:
@@ -269,6 +296,8 @@ def _spec_key(spec: Any) -> tuple:
     return (
         spec.height,
         spec.width,
+        getattr(spec, "resize_height", None),  # same output size can hide a different resize-then-crop
+        getattr(spec, "resize_width", None),
         tuple(np.asarray(spec.mean).ravel().tolist()),
         tuple(np.asarray(spec.std).ravel().tolist()),
         float(spec.rescale_factor),
@@ -335,6 +364,10 @@ def predict_members(
     (size, mean/std, rescaling, resampling); with ``tta_rotations`` (multiples of 90 degrees) each
     preprocessed batch is rotated once per angle and every member's softmax is averaged over the angles.
     Shows a tqdm progress bar.
+
+    Raises:
+        LabelMismatchError: the members' label maps differ from each other, from the dataset's ``label`` names,
+            or from the width of its ``votes`` column.
     """
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
@@ -343,6 +376,8 @@ def predict_members(
 
     if not members:
         raise ValueError("predict_members needs at least one member")
+    label_names = check_label_names(members)
+    check_dataset_labels(dataset, label_names)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if image_column not in dataset.column_names:
@@ -354,7 +389,7 @@ def predict_members(
     bad = [a for a in rotations if a % 90]
     if bad:
         raise ValueError(f"TTA rotation angles must be multiples of 90 degrees, got {bad}")
-    n_classes = len(members[0].label_names)
+    n_classes = len(label_names)
     specs, groups = [], []  # distinct preprocessing configs, and the member indices using each
     keys: dict[tuple, int] = {}
     for i, m in enumerate(members):
@@ -408,19 +443,24 @@ def predict_members(
     bar.close()
     probs /= len(rotations)
     vote_arr = np.concatenate(votes) if votes and sum(len(v) for v in votes) == n else None
-    if vote_arr is not None and vote_arr.shape[1] != n_classes:
-        logger.warning(
-            "votes have %d columns but the members have %d classes: vote RMSE is left out",
-            vote_arr.shape[1],
-            n_classes,
+    if vote_arr is not None and (vote_arr.ndim != 2 or vote_arr.shape[1] != n_classes):
+        raise LabelMismatchError(
+            f"the dataset's 'votes' rows have shape {vote_arr.shape[1:]} but the members have {n_classes} classes "
+            f"{dict(enumerate(label_names))}; the vote fractions must be aligned with the class names"
         )
-        vote_arr = None
+    label_arr = np.concatenate(labels) if labels else None
+    if label_arr is not None and label_arr.size and int(label_arr.max()) >= n_classes:
+        raise LabelMismatchError(
+            f"the dataset has label ids up to {int(label_arr.max())} but the members have only {n_classes} classes "
+            f"{dict(enumerate(label_names))}"
+        )
     return EnsemblePredictions(
         member_probs=probs,
-        labels=np.concatenate(labels) if labels else None,
+        labels=label_arr,
         votes=vote_arr,
         ids=ids,
         member_names=[m.name for m in members],
+        class_names=dataset_label_names(dataset),
     )
 
 
@@ -788,6 +828,7 @@ class GalaxyEnsemble:
         self.fit_info: dict[str, Any] = {}
         self.stacking_fit: StackingFit | None = None
         self._loaded: list[LoadedMember] | None = None
+        self._fit_fingerprint: str | None = None
 
     def __repr__(self) -> str:
         return f"GalaxyEnsemble(method={self.method!r}, members={[m.name_or_path for m in self.members]})"
@@ -814,6 +855,30 @@ class GalaxyEnsemble:
         """Every member's probabilities on ``dataset`` in one pass (see :func:`predict_members`)."""
         kwargs.setdefault("tta_rotations", self.tta_rotations)
         return predict_members(self.load(), dataset, **kwargs)
+
+    def check_predictions(self, preds: EnsemblePredictions) -> None:
+        """Check that member predictions fit this ensemble: as many members, the same classes as the ensemble,
+        and a dataset labelled with those classes (:class:`LabelMismatchError` showing both otherwise)."""
+        n_members, _, n_classes = _check_probs(preds.member_probs).shape
+        if n_members != len(self.members):
+            raise ValueError(
+                f"predictions of {n_members} members given; the ensemble has {len(self.members)}"
+            )
+        names = self.label_names
+        if names and len(names) != n_classes:
+            raise LabelMismatchError(
+                f"the predictions have {n_classes} classes but the ensemble's label map is {dict(enumerate(names))}"
+            )
+        if names and preds.class_names is not None and list(preds.class_names) != list(names):
+            raise LabelMismatchError(
+                f"the dataset's label names {dict(enumerate(preds.class_names))} differ from the ensemble's "
+                f"{dict(enumerate(names))}"
+            )
+        if preds.votes is not None and np.asarray(preds.votes).shape[-1] != n_classes:
+            raise LabelMismatchError(
+                f"the dataset's 'votes' have {np.asarray(preds.votes).shape[-1]} columns but the ensemble has "
+                f"{n_classes} classes" + (f" {dict(enumerate(names))}" if names else "")
+            )
 
     def combine(self, member_probs: np.ndarray) -> np.ndarray:
         """The ensemble's class probabilities ``(N, C)`` from member probabilities ``(M, N, C)``."""
@@ -853,13 +918,15 @@ class GalaxyEnsemble:
         """Fit the weights (``weighted``) or the cross-fitted meta-learner (``stacking``) on ``validation``.
 
         ``validation`` is a labelled dataset split or :class:`EnsemblePredictions` for it. Soft and hard
-        voting need no fitting (their validation metrics are still recorded in ``fit_info``).
+        voting need no fitting (their validation metrics are still recorded in ``fit_info``). A fitted
+        ``weighted``/``stacking`` ensemble refuses to be evaluated on the same split (see :meth:`evaluate`).
         """
         preds = (
             validation
             if isinstance(validation, EnsemblePredictions)
             else self.predict_members(validation, **predict_kwargs)
         )
+        self.check_predictions(preds)
         if preds.labels is None:
             raise ValueError("fitting the ensemble needs a labelled validation split ('label' column)")
         n_classes = preds.member_probs.shape[2]
@@ -890,17 +957,31 @@ class GalaxyEnsemble:
                 member_metrics(self.combine(preds.member_probs), preds.labels, names)
             )
         self.fit_info = info
-        self.provenance["fit"] = _jsonable(info)
+        self.provenance["fit"] = jsonable(info)
+        self._fit_fingerprint = preds.fingerprint() if self.method in ("weighted", "stacking") else None
         return self
 
     # ---- evaluation
     def evaluate(self, dataset: Any, **predict_kwargs: Any) -> list[dict[str, Any]]:
-        """Metrics of every member, the members' mean and the ensemble on a labelled split (one pass)."""
+        """Metrics of every member, the members' mean and the ensemble on a labelled split (one pass).
+
+        Raises:
+            ValueError: a ``weighted``/``stacking`` ensemble is evaluated on the split it was fitted on (its
+                figures would be optimistic); evaluate on a held-out split.
+            LabelMismatchError: the dataset's classes differ from the ensemble's.
+        """
         preds = (
             dataset
             if isinstance(dataset, EnsemblePredictions)
             else self.predict_members(dataset, **predict_kwargs)
         )
+        self.check_predictions(preds)
+        if self._fit_fingerprint is not None and preds.fingerprint() == self._fit_fingerprint:
+            raise ValueError(
+                f"the {self.method!r} ensemble was fitted on this split ({len(preds.member_probs[0])} galaxies): its "
+                "metrics here would be optimistic. Evaluate it on a held-out split (the test split); the "
+                "cross-fitted validation figures of stacking are in fit_info['cross_fitted_validation']."
+            )
         names = self.label_names or [str(i) for i in range(preds.member_probs.shape[2])]
         return evaluation_rows(preds, self.combine(preds.member_probs), names, f"ensemble ({self.method})")
 
@@ -920,7 +1001,7 @@ class GalaxyEnsemble:
             "weights": None if self.weights is None else self.weights.tolist(),
             "meta_learner": meta_learner_to_json(self.meta_learner) if self.method == "stacking" else None,
             "tta_rotations": self.tta_rotations,
-            "provenance": _jsonable(self.provenance),
+            "provenance": jsonable(self.provenance),
             "hf_galaxy_version": __version__,
         }
 
@@ -954,7 +1035,7 @@ class GalaxyEnsemble:
                 entry["name_or_path"] = _relative_or_absolute(local, save_dir)
         _write_json(save_dir / ENSEMBLE_CONFIG_NAME, config)
         if results is not None:
-            _write_json(save_dir / RESULTS_NAME, _jsonable(results))
+            _write_json(save_dir / RESULTS_NAME, jsonable(results))
         elif (save_dir / RESULTS_NAME).is_file():
             results = json.loads((save_dir / RESULTS_NAME).read_text())
         (save_dir / README_NAME).write_text(render_ensemble_card(config, results, repo_id=repo_id))
@@ -998,17 +1079,36 @@ class GalaxyEnsemble:
                 f"{config_path} has format_version {config['format_version']}; this hf-galaxy reads up to "
                 f"{FORMAT_VERSION}: upgrade hf-galaxy"
             )
+        missing = [key for key in ("members", "method") if not config.get(key)]
+        if missing:
+            raise ValueError(
+                f"{config_path} lacks (or has empty) the required key(s) {missing}: an ensemble config needs 'members' (the member "
+                f"ids) and 'method' (one of {METHODS}); save the ensemble with GalaxyEnsemble.save_pretrained"
+            )
+        if not isinstance(config["members"], list):
+            raise ValueError(
+                f"{config_path}: 'members' must be a list of member ids, got {config['members']!r}"
+            )
         meta = config.get("meta_learner")
-        ens = cls(
-            config["members"],
-            method=config["method"],
-            weights=config.get("weights"),
-            meta_learner=meta_learner_from_json(meta) if meta else None,
-            label_names=config.get("label_names"),
-            tta_rotations=config.get("tta_rotations"),
-            provenance=config.get("provenance"),
-            base_dir=path,
-        )
+        needs = {"stacking": ("meta_learner", meta), "weighted": ("weights", config.get("weights"))}
+        if config["method"] in needs and not needs[config["method"]][1]:
+            key = needs[config["method"]][0]
+            raise ValueError(
+                f"{config_path}: method {config['method']!r} needs the key {key!r} (fitted on validation)"
+            )
+        try:
+            ens = cls(
+                config["members"],
+                method=config["method"],
+                weights=config.get("weights"),
+                meta_learner=meta_learner_from_json(meta) if meta else None,
+                label_names=config.get("label_names"),
+                tta_rotations=config.get("tta_rotations"),
+                provenance=config.get("provenance"),
+                base_dir=path,
+            )
+        except ValueError as err:
+            raise ValueError(f"{config_path}: {err}") from err
         if load_members:
             ens.load()
         return ens
@@ -1075,7 +1175,25 @@ def export_member(member: LoadedMember, dst: str | os.PathLike) -> Path:
                 shutil.copyfile(src / name, dst / name)
     if not (dst / "preprocessor_config.json").is_file():
         member.processor.save_pretrained(dst)
+    _strip_member_paths(dst)
     return dst
+
+
+def _strip_member_paths(folder: Path) -> None:
+    """Reduce the local paths in a member copy's JSON files (card data, metrics, configs) to base names."""
+    from hf_galaxy.hub.card import CARD_DATA_FILENAME, GalaxyCardData
+    from hf_galaxy.hub.publish import public_card_dict
+    from hf_galaxy.hub.sanitize import clean_json_file
+
+    card_path = folder / CARD_DATA_FILENAME
+    for path in sorted(folder.rglob("*.json")):
+        if path == card_path:
+            try:
+                _write_json(path, public_card_dict(GalaxyCardData.load(path)))
+                continue
+            except (TypeError, ValueError) as err:  # card data of another version: clean it as plain JSON
+                logger.warning("%s: %s; cleaning it as plain JSON", path, err)
+        clean_json_file(path, path)
 
 
 # --------------------------------------------------------------------------------------------- the card
@@ -1083,23 +1201,6 @@ def _is_hub_id(name: str) -> bool:
     from hf_galaxy.hub.render import is_hub_repo_id
 
     return not Path(name).is_absolute() and not name.startswith(MEMBERS_SUBDIR + "/") and is_hub_repo_id(name)
-
-
-def _md_cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join(":---" if i == 0 else "---:" for i in range(len(header))) + "|",
-    ]
-    lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 _METHOD_TEXT = {
@@ -1115,6 +1216,7 @@ _STRATEGY_TEXT = {
     "boosting": "trained in sequence on resamples weighted towards the previous members' errors "
     "(SAMME boosting); they vote with the weights alpha below",
 }
+ENSEMBLE_TEMPLATE = "ensemble.jinja"
 
 
 def render_ensemble_card(
@@ -1126,120 +1228,122 @@ def render_ensemble_card(
 ) -> str:
     """The ensemble's model card (README.md): members, method, weights, member/ensemble metrics, usage.
 
-    The YAML header is built with ``huggingface_hub.ModelCardData`` (license, pipeline tag, tags, the Hub
-    members as ``base_model``, metrics and ``model-index`` for the ensemble row) and parsed back strictly.
-    """
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+    Rendered from ``model_cards/ensemble.jinja`` through the card machinery of :mod:`hf_galaxy.hub.render`:
+    the YAML header (license, pipeline tag, tags, the Hub members as ``base_model``, the dataset and the
+    ensemble row's metrics as ``model-index``, named after the Galaxy Zoo release as in a model card) is
+    built with ``huggingface_hub.ModelCardData``, parsed back strictly and validated with
+    :func:`hf_galaxy.hub.validate_card_metadata` (without ``library_name``: no single library loads an ensemble).
 
-    from hf_galaxy.hub.validate import HUB_LICENSES, REQUIRED_TAGS
+    Raises:
+        CardValidationError: the metadata is invalid (e.g. an unknown license); the error names the key.
+    """
+    from huggingface_hub import ModelCardData
+
+    from hf_galaxy.hub.render import (
+        check_card_text,
+        dataset_name_and_type,
+        eval_results,
+        markdown_table,
+        render_template,
+    )
+    from hf_galaxy.hub.validate import HUB_LICENSES, REQUIRED_TAGS, CardValidationError
 
     if license not in HUB_LICENSES:
-        raise ValueError(f"license {license!r} is not a Hub license identifier (e.g. 'mit')")
+        raise CardValidationError("license", f"{license!r} is not a Hub license identifier (e.g. 'mit')")
     method = config["method"]
     members = [MemberSpec.from_dict(m) for m in config["members"]]
     weights = config.get("weights")
     prov = config.get("provenance") or {}
     strategy = prov.get("strategy")
-    model_name = repo_id.split("/")[-1] if repo_id else "galaxy-zoo-ensemble"
-    rows = (results or {}).get("rows") or []
-    split = (results or {}).get("split", "test")
+    results = results or {}
+    rows = results.get("rows") or []
+    split = results.get("split", "test")
+    dataset_info = results.get("dataset_info") if isinstance(results.get("dataset_info"), dict) else {}
+    dataset_name, dataset_type = dataset_name_and_type(dataset_info)
+    dataset_id = dataset_info.get("dataset_id")
     ens_row = rows[-1] if rows else {}
-    metric_map = {
-        "accuracy": ("accuracy", "Accuracy", None),
-        "macro_f1": ("f1", "Macro F1", {"average": "macro"}),
-        "ece": ("ece", "Expected calibration error (15 bins)", None),
-        "vote_rmse": ("rmse", "Vote-fraction RMSE", None),
-    }
-    dataset_name = (results or {}).get("dataset") or "Galaxy Zoo"
-    eval_results = [
-        EvalResult(
-            task_type="image-classification",
-            task_name="Image Classification",
-            dataset_type="galaxy-zoo",
-            dataset_name=str(dataset_name),
-            dataset_split=split,
-            metric_type=mtype,
-            metric_name=mname,
-            metric_value=round(float(ens_row[key]), 6),
-            metric_args=margs,
-        )
-        for key, (mtype, mname, margs) in metric_map.items()
-        if isinstance(ens_row.get(key), (int, float)) and math.isfinite(ens_row[key])
-    ]
+    index = eval_results(
+        ens_row,
+        task="image-classification",
+        split=split,
+        dataset_name=dataset_name,
+        dataset_type=dataset_type,
+    )
+    model_name = repo_id.split("/")[-1] if repo_id else "galaxy-zoo-ensemble"
     hub_members = [m.name_or_path for m in members if _is_hub_id(m.name_or_path)]
     metadata = ModelCardData(
         license=license,
         pipeline_tag="image-classification",
         tags=[*REQUIRED_TAGS, "image-classification", "vision", "ensemble", "hf-galaxy"],
         base_model=hub_members or None,
-        metrics=sorted({r.metric_type for r in eval_results}) or None,
-        model_name=model_name if eval_results else None,
-        eval_results=eval_results or None,
+        datasets=[dataset_id] if dataset_id else None,
+        metrics=sorted({r.metric_type for r in index}) or None,
+        # huggingface_hub folds model_name into model-index; without results it would stay a stray key
+        model_name=model_name if index else None,
+        eval_results=index or None,
     )
     member_rows = []
     for i, m in enumerate(members):
         where = m.name_or_path
-        if _is_hub_id(where):
-            where = f"[`{where}`](https://huggingface.co/{where})"
-        else:
-            where = f"`{where}`"
-        extra = ", ".join(f"{k}={v}" for k, v in (m.info or {}).items() if not isinstance(v, dict))
+        details = ", ".join(f"{k}={v}" for k, v in (m.info or {}).items() if not isinstance(v, dict))
         member_rows.append(
-            [
-                i,
-                where,
-                m.commit or m.revision or "-",
-                m.seed,
-                None if weights is None else float(weights[i]),
-                extra or "-",
-            ]
+            {
+                "#": i,
+                "model": f"[`{where}`](https://huggingface.co/{where})"
+                if _is_hub_id(where)
+                else f"`{where}`",
+                "revision": m.commit or m.revision,
+                "seed": m.seed,
+                "weight": None if weights is None else float(weights[i]),
+                "details": details or None,
+            }
         )
-    parts = [
-        "---\n" + metadata.to_yaml() + "\n---",
-        f"# {model_name}",
-        f"An ensemble of {len(members)} Galaxy Zoo image classifiers combined by {_METHOD_TEXT[method]}."
-        + (f" The members were {_STRATEGY_TEXT[strategy]}." if strategy in _STRATEGY_TEXT else ""),
-        "It was built with [hf-galaxy](https://github.com/hf-galaxy/hf-galaxy); the members are ordinary "
-        "`transformers` image classifiers, and the ensemble itself is the file `ensemble_config.json` "
-        "(member ids, revisions, weights or meta-learner coefficients as JSON).",
-        "## Members",
-        _md_table(["#", "model", "revision", "seed", "weight", "details"], member_rows),
-    ]
-    if rows:
-        cols = [k for k in TABLE_METRICS if any(k in r for r in rows)]
-        parts += [
-            f"## Results ({split} split)",
-            _md_table(["model", *cols], [[r.get("model"), *[r.get(c) for c in cols]] for r in rows]),
-            "ECE: expected calibration error over 15 confidence bins. NLL: mean negative log-likelihood of the "
-            "true class. Vote RMSE (when volunteer vote fractions are known): root-mean-square difference "
-            "between predicted probabilities and vote fractions.",
-        ]
+    cols = [k for k in TABLE_METRICS if any(k in r for r in rows)]
     fit = prov.get("fit") or {}
-    if method == "stacking" and fit.get("cross_fitted_validation"):
-        cv = fit["cross_fitted_validation"]
-        parts += [
-            "## Stacking",
-            f"The meta-learner was fitted on {fit.get('fit_split_size')} validation galaxies. Cross-fitted over "
-            f"{fit.get('n_folds')} folds (fold seed {fit.get('fold_seed')}), its out-of-fold validation metrics "
-            "are: " + ", ".join(f"{k} {v:.4f}" for k, v in cv.items()) + ".",
-        ]
-    labels = config.get("label_names") or []
-    parts += [
-        "## Classes",
-        ", ".join(f"`{n}`" for n in labels) if labels else "-",
-        "## How to use",
-        "```python\nfrom hf_galaxy.ensemble import GalaxyEnsemble\n\n"
-        f'ensemble = GalaxyEnsemble.from_pretrained("{repo_id or "<namespace>/<ensemble-name>"}")\n'
-        "probs = ensemble.predict_proba(dataset_split)  # datasets.Dataset with an 'image' column\n```",
-        "Test-time rotation averaging composes with the ensemble: "
-        "`ensemble.predict_proba(split, tta_rotations=[0, 90, 180, 270])`.",
-    ]
-    text = "\n\n".join(parts) + "\n"
-    ModelCard(text, ignore_metadata_errors=False)  # strict parse of the YAML header and model-index
+    cv = fit.get("cross_fitted_validation") if method == "stacking" else None
+    context = {
+        "metadata_yaml": metadata.to_yaml(),
+        "model_name": model_name,
+        "repo_id": repo_id or "<namespace>/<ensemble-name>",
+        "n_members": len(members),
+        "method": method,
+        "method_text": _METHOD_TEXT[method],
+        "strategy_text": _STRATEGY_TEXT.get(strategy),
+        "member_table": markdown_table(member_rows, ["#", "model", "revision", "seed", "weight", "details"]),
+        "results_table": markdown_table(
+            [{"model": r.get("model"), **{c: r.get(c) for c in cols}} for r in rows], ["model", *cols]
+        ),
+        "split": split,
+        "n_samples": results.get("n_samples"),
+        "dataset_name": dataset_name,
+        "tta_rotations": results.get("tta_rotations"),
+        "fitted": method in ("weighted", "stacking"),
+        "fit_split_size": fit.get("fit_split_size"),
+        "n_folds": fit.get("n_folds"),
+        "fold_seed": fit.get("fold_seed"),
+        "stacking_cv": markdown_table([{"metric": k, "value": v} for k, v in cv.items()]) if cv else [],
+        "label_names": list(config.get("label_names") or []),
+    }
+    text = render_template(ENSEMBLE_TEMPLATE, context)
+    check_card_text(text, library_required=False)
     return text
 
 
 # --------------------------------------------------------------------------------------------- publishing
+def _published_results(results: dict[str, Any], member_names: Sequence[str]) -> dict[str, Any]:
+    """``ensemble_results.json`` as published: the member rows named as in the published config, and every
+    local path (the dataset argument, ...) reduced to its base name."""
+    from hf_galaxy.hub.sanitize import strip_local_paths
+
+    results = copy.deepcopy(results)
+    rows = results.get("rows")
+    if isinstance(rows, list) and len(rows) == len(member_names) + 2:  # members, their mean, the ensemble
+        for row, name in zip(rows, member_names):
+            if isinstance(row, dict):
+                row["model"] = name
+    return strip_local_paths(results)
+
+
 def publish_ensemble(
     ensemble_dir: str | os.PathLike,
     repo_id: str,
@@ -1257,15 +1361,19 @@ def publish_ensemble(
     Uploads ``ensemble_config.json``, ``ensemble_results.json``, the rendered ``README.md`` and the members
     that are local directories (their model, processor and card data under ``members/``; the uploaded config
     points at them by relative path), so ``GalaxyEnsemble.from_pretrained(repo_id)`` works anywhere. Hub
-    members stay references (id + commit). ``dry_run_dir`` writes the folder that would be pushed instead.
-    Returns a :class:`hf_galaxy.hub.PublishResult`.
-    """
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants, get_token
-    from huggingface_hub.errors import HfHubHTTPError
+    members stay references (id + commit). Local paths in the published JSON are reduced to base names.
 
-    from hf_galaxy.hub.publish import PublishError, PublishResult, check_repo_id
+    The push goes through :func:`hf_galaxy.hub.push_plan`, like :func:`hf_galaxy.hub.publish`: ``repo_id`` and
+    ``revision`` are validated before any network call, ``dry_run_dir`` (new or empty, outside
+    ``ensemble_dir``) gets the folder that would be pushed instead, ``private=True`` is refused for an existing
+    public repo, a missing token for the real Hub says how to log in, and a rejected or dropped upload raises
+    :class:`hf_galaxy.hub.PublishError`. Returns a :class:`hf_galaxy.hub.PublishResult`.
+    """
+    from hf_galaxy.hub.publish import UploadPlan, check_repo_id, check_revision, push_plan
+    from hf_galaxy.hub.sanitize import strip_local_paths
 
     check_repo_id(repo_id)
+    check_revision(revision)
     ensemble_dir = Path(ensemble_dir)
     ens = GalaxyEnsemble.from_pretrained(ensemble_dir, load_members=False)
     with tempfile.TemporaryDirectory(prefix="hf_galaxy_publish_ensemble_") as tmp:
@@ -1286,64 +1394,40 @@ def publish_ensemble(
             )
             spec.name_or_path = f"{MEMBERS_SUBDIR}/{name}"
         ens.base_dir = staging
+        # member ids stay as they are (Hub ids, or members/... in this upload); everything else loses local paths
+        config = strip_local_paths(
+            ens.to_config(),
+            keep=lambda where: len(where) == 3 and where[0] == "members" and where[2] == "name_or_path",
+        )
+        _write_json(staging / ENSEMBLE_CONFIG_NAME, config)
         results = None
         if (ensemble_dir / RESULTS_NAME).is_file():
-            results = json.loads((ensemble_dir / RESULTS_NAME).read_text())
-        config = ens.to_config()
-        _write_json(staging / ENSEMBLE_CONFIG_NAME, config)
-        if results is not None:
+            results = json.loads((ensemble_dir / RESULTS_NAME).read_text(encoding="utf-8"))
+            results = _published_results(results, [m["name_or_path"] for m in config["members"]])
             _write_json(staging / RESULTS_NAME, results)
-        (staging / README_NAME).write_text(
-            render_ensemble_card(config, results, repo_id=repo_id, license=license)
-        )
-        files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
-        if dry_run_dir is not None:
-            out = Path(dry_run_dir)
-            if out.exists() and any(out.iterdir()):
-                raise ValueError(f"dry_run_dir {out} is not empty; give a new or empty folder")
-            shutil.copytree(staging, out, dirs_exist_ok=True)
-            return PublishResult(
-                repo_id=repo_id, revision=revision or "main", files=files, adapter=False, dry_run_dir=out
-            )
-        if constants.is_offline_mode():
-            raise PublishError(
-                "HF_HUB_OFFLINE is set, so nothing can be pushed. Unset it to publish, or pass dry_run_dir "
-                "(--publish_dry_run DIR) to write the folder that would be pushed."
-            )
-        endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
-        api = HfApi(endpoint=endpoint, token=token or get_token())
-        try:
-            repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
-            if revision and revision != "main":
-                api.create_branch(repo_id, branch=revision, exist_ok=True)
-            remote = api.list_repo_files(repo_id, revision=revision)
-            stale = sorted(
-                f
-                for f in remote
-                if f not in files and (f.startswith(MEMBERS_SUBDIR + "/") or f.endswith(".json"))
-            )
-            ops: list[Any] = [CommitOperationDelete(path_in_repo=f) for f in stale]
-            ops += [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(staging / f)) for f in files]
-            info = api.create_commit(
-                repo_id,
-                ops,
-                commit_message=commit_message or "Publish ensemble with hf-galaxy",
-                revision=revision,
-            )
-        except HfHubHTTPError as err:
-            status = err.response.status_code if err.response is not None else "?"
-            raise PublishError(
-                f"the Hub rejected the upload of the ensemble to {endpoint}/{repo_id} (HTTP {status}): {err}"
-            ) from err
-        return PublishResult(
-            repo_id=repo_id,
-            revision=revision or "main",
+
+        def render_card(target: str) -> str:
+            return render_ensemble_card(config, results, repo_id=target, license=license)
+
+        (staging / README_NAME).write_text(render_card(repo_id), encoding="utf-8")
+        files = {p.relative_to(staging).as_posix(): p for p in sorted(staging.rglob("*")) if p.is_file()}
+        plan = UploadPlan(
             files=files,
-            adapter=False,
-            commit_oid=info.oid,
-            commit_url=info.commit_url,
-            repo_url=str(repo_url),
-            deleted=stale,
+            staging=staging,
+            source=ensemble_dir,
+            render_card=render_card,
+            default_commit_message="Publish ensemble with hf-galaxy",
+            dry_run_option="--publish_dry_run DIR",
+        )
+        return push_plan(
+            plan,
+            repo_id,
+            private=private,
+            revision=revision,
+            commit_message=commit_message,
+            dry_run_dir=dry_run_dir,
+            token=token,
+            endpoint=endpoint,
         )
 
 
@@ -1502,6 +1586,14 @@ class EnsembleArguments:
     publish_dry_run: str | None = field(
         default=None, metadata={"help": "Write the folder that publishing would push here (pushes nothing)."}
     )
+    publish_private: bool = field(
+        default=False,
+        metadata={"help": "Create the ensemble repo as private (refused for an existing public repo)."},
+    )
+    publish_revision: str | None = field(
+        default=None,
+        metadata={"help": "Branch to publish the ensemble to (created when missing); default main."},
+    )
     license: str = field(default="mit", metadata={"help": "Hub license id for the ensemble card."})
 
     def __post_init__(self) -> None:
@@ -1511,6 +1603,12 @@ class EnsembleArguments:
             raise ValueError(f"--strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.n_members < 1:
             raise ValueError(f"--n_members must be >= 1, got {self.n_members}")
+        if self.publish_repo_id is not None or self.publish_revision is not None:
+            from hf_galaxy.hub.publish import check_repo_id, check_revision
+
+            if self.publish_repo_id is not None:
+                check_repo_id(self.publish_repo_id)
+            check_revision(self.publish_revision)
 
     def member_specs(self) -> list[MemberSpec]:
         """``--members`` parsed into specs (``id@revision`` sets the revision of a Hub id)."""
@@ -1522,6 +1620,18 @@ class EnsembleArguments:
             name, _, rev = item.partition("@") if "@" in item and not Path(item).exists() else (item, "", "")
             specs.append(MemberSpec(name, revision=rev or None))
         return specs
+
+
+def _dataset_facts(dataset_dict: Any) -> dict[str, Any]:
+    """The release / Hub dataset id / synthetic flag of the evaluation data, for the card's model-index."""
+    try:
+        from hf_galaxy.dataset import describe
+
+        facts = describe(dataset_dict)
+    except Exception as err:  # describe degrades for plain DatasetDicts; never fail a run over card facts
+        logger.warning("could not describe the dataset for the ensemble card: %s", err)
+        return {}
+    return {k: jsonable(facts[k]) for k in ("release", "dataset_id", "synthetic") if facts.get(k) is not None}
 
 
 def run_ensemble(
@@ -1554,6 +1664,16 @@ def run_ensemble(
     split = script_args.eval_split if script_args.eval_split in dataset_dict else "validation"
     if split not in dataset_dict:
         raise ValueError(f"the dataset has neither a {script_args.eval_split!r} nor a 'validation' split")
+    boosted = ensemble_args.strategy == "boosting" and not ensemble_args.member_specs()  # alphas, no fit
+    fitted_here = (
+        not ensemble_args.ensemble and not boosted and ensemble_args.method in ("weighted", "stacking")
+    )
+    if split == "validation" and fitted_here:
+        raise ValueError(
+            f"--method {ensemble_args.method} is fitted on the 'validation' split, and the dataset has no "
+            f"{script_args.eval_split!r} split to evaluate it on: scoring it on the rows it was fitted on would be "
+            "optimistic. Give a dataset with a test split, or use --method soft/hard."
+        )
     tta = parse_rotations(script_args.tta_rotations) if script_args.tta else None
     device = "cpu" if training_args.use_cpu else None
     predict_kwargs = dict(
@@ -1567,6 +1687,14 @@ def run_ensemble(
         ens = GalaxyEnsemble.from_pretrained(ensemble_args.ensemble)
         if tta:
             ens.tta_rotations = tta
+        if split == "validation" and ens.method in ("weighted", "stacking"):
+            logger.warning(
+                "the %s ensemble %s was fitted on a validation split and is now evaluated on the 'validation' "
+                "split of %s: if that is the split it was fitted on, these figures are optimistic",
+                ens.method,
+                ensemble_args.ensemble,
+                script_args.dataset,
+            )
     else:
         specs = ensemble_args.member_specs()
         if specs:
@@ -1619,6 +1747,7 @@ def run_ensemble(
         "n_samples": len(dataset_dict[split]),
         "tta_rotations": tta,
         "dataset": script_args.dataset,
+        "dataset_info": _dataset_facts(dataset_dict),
         "rows": rows,
         "validation": ens.fit_info,
     }
@@ -1635,6 +1764,8 @@ def run_ensemble(
         result = publish_ensemble(
             output_dir,
             ensemble_args.publish_repo_id or "hf-galaxy/ensemble-dry-run",
+            private=ensemble_args.publish_private,
+            revision=ensemble_args.publish_revision,
             dry_run_dir=ensemble_args.publish_dry_run,
             license=ensemble_args.license,
         )
@@ -1652,8 +1783,10 @@ __all__ = [
     "LoadedMember",
     "MemberSpec",
     "StackingFit",
+    "check_dataset_labels",
     "check_label_names",
     "cross_fit_stacking",
+    "dataset_label_names",
     "default_meta_learner",
     "evaluation_rows",
     "export_member",

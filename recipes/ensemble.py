@@ -20,6 +20,11 @@ reloads it::
         --dataset GalaxyZoo1_DR_table2.csv --image_dir cutouts/ --output_dir outputs/ensemble \\
         --publish_repo_id user/gz1-ensemble
 
+Publishing (``--publish_repo_id``, ``--publish_private``, ``--publish_revision``, ``--publish_dry_run DIR``) goes
+through the same push as ``hf-galaxy publish``; the uploaded JSON files carry no local paths. ``weighted`` and
+``stacking`` are fitted on the validation split, so they need a test split to be scored on (the recipe refuses
+to score them on the rows they were fitted on).
+
 Members train one after another in this process (not under ``accelerate launch`` with several processes).
 """
 

@@ -295,3 +295,34 @@ def test_card_without_any_metrics_still_validates(tmp_path):
     meta = ModelCard(text).data.to_dict()
     assert "model_name" not in meta and "model-index" not in meta
     validate_card_metadata(meta)
+
+
+def test_validation_allows_a_missing_library_name_only_when_asked():
+    """Ensemble cards have no library_name (no single library loads them); model cards must have one."""
+    metadata = {"license": "mit", "pipeline_tag": "image-classification", "tags": ["galaxy-zoo", "astronomy"]}
+    with pytest.raises(CardValidationError, match="'library_name'"):
+        validate_card_metadata(metadata)
+    validate_card_metadata(metadata, library_required=False)
+    with pytest.raises(CardValidationError, match="'library_name'"):
+        validate_card_metadata({**metadata, "library_name": "timm"}, library_required=False)
+
+
+def test_local_base_model_and_config_paths_are_shown_by_name_only(tmp_path):
+    base = tmp_path / "private" / "my-base"
+    base.mkdir(parents=True)
+    card = card_data(base_model=str(base))
+    card.save(tmp_path)
+    text = render_model_card(tmp_path, repo_id="astro/local-base")
+    assert "`my-base` (a local checkpoint)" in text and str(tmp_path) not in text
+    assert "base_model" not in ModelCard(text).data.to_dict()
+    card = card_data()
+    card.model_config = str(tmp_path / "configs" / "vit_tiny.json")
+    card.hyperparameters["fsdp_config"] = str(tmp_path / "configs" / "fsdp.json")
+    card.save(tmp_path)
+    text = render_model_card(tmp_path)
+    assert "(vit_tiny.json)" in text and "| `fsdp_config` | fsdp.json |" in text and str(tmp_path) not in text
+
+
+def test_card_data_turns_arrays_into_lists():
+    card = GalaxyCardData(extra={"confusion": np.eye(2, dtype=np.int64), "score": np.float32(0.5)})
+    assert card.to_dict()["extra"] == {"confusion": [[1, 0], [0, 1]], "score": 0.5}

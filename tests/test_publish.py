@@ -419,7 +419,74 @@ def test_published_card_parses_with_correct_metrics_and_labels(full_run, hub):
     assert "/data/private" not in card.text
 
 
-@pytest.mark.slow
+def _files_mentioning(folder: Path, *needles: str) -> dict[str, list[str]]:
+    """Every file under ``folder`` whose bytes contain one of ``needles`` -> the needles it contains."""
+    found = {}
+    for name, data in file_tree(folder).items():
+        hits = [n for n in needles if n.encode() in data]
+        if hits:
+            found[name] = hits
+    return found
+
+
+def test_no_pushed_file_carries_a_local_path(lora_run, tmp_path_factory, tmp_path):
+    """The card text hid the catalogue path, but hf_galaxy_card.json (and the merged model's base) carried local
+    paths: every published file must be free of them, and the published card data must render the same card."""
+    import json
+    import shutil
+
+    from hf_galaxy.hub import GalaxyCardData, render_model_card
+
+    run = tmp_path / "run"
+    shutil.copytree(lora_run, run)
+    card = GalaxyCardData.load(run)
+    card.dataset["source"] = str(tmp_path / "data" / "saved_dsd")
+    card.dataset["image_dir"] = str(tmp_path / "cutouts")
+    card.hyperparameters["fsdp_config"] = str(tmp_path / "fsdp.json")
+    card.extra["notes"] = {"catalogs": [str(tmp_path / "extra.csv"), "C:\\Users\\me\\gz1.csv"]}
+    card.save(run)
+    (run / "all_results.json").write_text(
+        json.dumps({"test_accuracy": 0.5, "data": str(tmp_path / "x.fits")})
+    )
+    basetemp = str(tmp_path_factory.getbasetemp())
+    assert basetemp in json.dumps(card.to_dict()) and basetemp in str(card.base_model)
+
+    before = _digest(run)
+    dry = tmp_path / "dry"
+    publish(run, "tester/no-paths", dry_run_dir=dry)
+    assert _digest(run) == before, "publish never writes into the output directory"
+    assert _files_mentioning(dry, basetemp, "/data/private", "C:\\", "\\Users") == {}
+    published = json.loads((dry / "hf_galaxy_card.json").read_text())
+    assert published["dataset"]["catalog"] == "GalaxyZoo1_DR_table2.csv"
+    assert published["dataset"]["source"] == "saved_dsd" and published["dataset"]["image_dir"] == "cutouts"
+    assert published["extra"]["notes"]["catalogs"] == ["extra.csv", "gz1.csv"]
+    assert published["base_model"] == "base" and published["extra"]["base_model_is_local"] is True
+    assert published["dataset"]["release"] == "Galaxy Zoo 1" and published["label_names"] == GZ1_CLASSES
+    assert json.loads((dry / "all_results.json").read_text()) == {"test_accuracy": 0.5, "data": "x.fits"}
+    assert "`base` (a local checkpoint)" in (dry / "README.md").read_text()
+    # the base name of a local base model is never taken for a Hub id when the published card data is rendered
+    again = render_model_card(dry, card_data=GalaxyCardData.load(dry), repo_id="tester/no-paths")
+    assert "base_model" not in ModelCard(again).data.to_dict()
+
+
+def test_local_path_detection():
+    from hf_galaxy.hub.sanitize import basename, looks_like_local_path, strip_local_paths
+
+    for path in ("/data/x.csv", "~/gz/cat.csv", "./runs/a", "../b", "C:\\gz\\cat.csv", "data/sub/cat.csv",
+                 "data/cat.csv", "cutouts\\img.png"):  # fmt: skip
+        assert looks_like_local_path(path), path
+    for value in ("google/vit-base-patch16-224-in21k", "tester/model", "Galaxy Zoo 1", "https://huggingface.co/a/b",
+                  "synthetic:600", "vit-tiny", "", "ViTConfig(hidden_size=32, patch_size=8)"):  # fmt: skip
+        assert not looks_like_local_path(value), value
+    assert basename("C:\\gz\\cat.csv") == "cat.csv" and basename("/data/private/") == "private"
+    data = {"a": ["/x/y.csv", 1, None, {"b": "/z"}], "hub": "user/model"}
+    assert strip_local_paths(data) == {"a": ["y.csv", 1, None, {"b": "z"}], "hub": "user/model"}
+    assert strip_local_paths(data, keep=lambda where: where == ("a", "0")) == {
+        "a": ["/x/y.csv", 1, None, {"b": "z"}],
+        "hub": "user/model",
+    }
+
+
 def _run_tiny_lora_recipe(tmp_path: Path, *extra: str):
     """Train recipes/vit_lora.py on a tiny in-memory dataset for 3 steps; returns (output_dir, dataset)."""
     import importlib.util
@@ -443,6 +510,7 @@ def _run_tiny_lora_recipe(tmp_path: Path, *extra: str):
     return out, dsd
 
 
+@pytest.mark.slow
 def test_vit_lora_recipe_run_publishes_and_pulls_back_identically(tmp_path, hub):
     """Done-when check: train with recipes/vit_lora.py (tiny config, few steps), publish, pull with pipeline."""
     import json
@@ -450,7 +518,9 @@ def test_vit_lora_recipe_run_publishes_and_pulls_back_identically(tmp_path, hub)
     from transformers import pipeline
 
     out, dsd = _run_tiny_lora_recipe(tmp_path)
-    assert ModelCard.load(out / "README.md").data.pipeline_tag == "image-classification"  # card written locally
+    assert (
+        ModelCard.load(out / "README.md").data.pipeline_tag == "image-classification"
+    )  # card written locally
     assert (out / "adapter" / "adapter_config.json").is_file() and (out / "model.safetensors").is_file()
     before = _digest(out)
 
@@ -478,6 +548,7 @@ def test_vit_lora_recipe_run_publishes_and_pulls_back_identically(tmp_path, hub)
         publish(out, "tester/vit-lora-e2e-adapter", push_adapter=True, dry_run_dir=tmp_path / "dry2")
 
 
+@pytest.mark.slow
 def test_recipe_push_to_hub_publishes_once_with_the_generated_card(tmp_path, hub):
     """The Trainer path (--push_to_hub, --hub_model_id) ends with the same card and file set as publish()."""
     out, _ = _run_tiny_lora_recipe(tmp_path, "--push_to_hub", "true", "--hub_model_id", "tester/vit-pushed")
@@ -531,8 +602,13 @@ def test_cli_predict_with_a_hub_repo_id_matches_the_local_model(full_run, hub, t
     folder.mkdir()
     for i, image in enumerate(galaxy_images(4)):
         image.save(folder / f"g{i}.png")
-    assert main(["predict", str(folder), "--model", "tester/gz1-predict", "--output", str(tmp_path / "hub.csv")]) == 0
-    assert main(["predict", str(folder), "--model", str(full_run), "--output", str(tmp_path / "local.csv")]) == 0
+    assert (
+        main(["predict", str(folder), "--model", "tester/gz1-predict", "--output", str(tmp_path / "hub.csv")])
+        == 0
+    )
+    assert (
+        main(["predict", str(folder), "--model", str(full_run), "--output", str(tmp_path / "local.csv")]) == 0
+    )
     from_hub, local = pd.read_csv(tmp_path / "hub.csv"), pd.read_csv(tmp_path / "local.csv")
     assert len(from_hub) == 4 and list(from_hub.columns[:2]) == ["id", "predicted_class"]
     pd.testing.assert_frame_equal(from_hub, local)

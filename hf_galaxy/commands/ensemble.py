@@ -7,11 +7,14 @@ from ``--config FILE.yaml`` and are overridden by the command line::
         --dataset GalaxyZoo1_DR_table2.csv --image_dir cutouts/ --output_dir outputs/ensemble
     hf-galaxy ensemble --config recipes/configs/ensemble_tiny.yaml --strategy bagging
     hf-galaxy ensemble --ensemble outputs/ensemble --dataset data/saved_dsd --tta true   # re-evaluate a saved one
+    hf-galaxy ensemble --ensemble outputs/ensemble --dataset data/saved_dsd --publish_repo_id user/gz1-ensemble \\
+        --publish_private true --publish_revision v1
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 HELP = (
     "ensemble classifiers (soft/hard/weighted voting, stacking; members given or trained by seeds, bagging or "
@@ -35,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hf_galaxy.ensemble import EnsembleArguments, run_ensemble
+    from hf_galaxy.hub.publish import PublishError
     from hf_galaxy.training import ConfigError, make_parser
 
     explicit = {
@@ -50,5 +54,9 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(
             "hf-galaxy ensemble: error: --dataset is required (the splits to fit and evaluate on)"
         )
-    run_ensemble(script_args, training_args, model_args, data_args, ensemble_args)
+    try:
+        run_ensemble(script_args, training_args, model_args, data_args, ensemble_args)
+    except (PublishError, ValueError, FileNotFoundError) as err:  # LabelMismatchError is a ValueError
+        print(f"hf-galaxy ensemble: error: {err}", file=sys.stderr)
+        return 1
     return 0

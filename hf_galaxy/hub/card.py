@@ -68,26 +68,29 @@ _LIBRARIES = ("hf-galaxy", "transformers", "torch", "datasets", "accelerate", "p
 _SPEED_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second", "_flos")
 
 
-def _jsonable(value: Any) -> Any:
-    """``value`` with tuples/sets turned into lists, numpy/torch scalars into floats, and NaN into None."""
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON data: tuples/sets and numpy/torch arrays turned into lists, numpy/torch scalars into
+    Python numbers, NaN/inf into None, paths into strings, and anything else unknown into its ``str``."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         items = sorted(value, key=str) if isinstance(value, (set, frozenset)) else value
-        return [_jsonable(v) for v in items]
+        return [jsonable(v) for v in items]
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
         return None if math.isnan(value) or math.isinf(value) else value
+    if getattr(value, "ndim", 0) and hasattr(value, "tolist"):  # numpy / torch array
+        return jsonable(value.tolist())
     if hasattr(value, "item") and callable(value.item):  # numpy / torch scalar
         try:
-            return _jsonable(value.item())
+            return jsonable(value.item())
         except (ValueError, TypeError):
             pass
     if hasattr(value, "value") and hasattr(value, "name"):  # Enum
-        return _jsonable(value.value)
+        return jsonable(value.value)
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     return str(value)
@@ -141,7 +144,7 @@ class GalaxyCardData:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of all fields."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GalaxyCardData:
@@ -250,12 +253,12 @@ def non_default_arguments(args: TrainingArguments) -> dict[str, Any]:
     for key, value in args.to_dict().items():
         if key in _EXCLUDED_ARGS or key.startswith("_") or "token" in key:
             continue
-        value = _jsonable(value)
+        value = jsonable(value)
         if key in defaults:
-            default = _jsonable(defaults[key])
+            default = jsonable(defaults[key])
             if default == value or (_is_empty(default) and _is_empty(value)):
                 continue
-            acc_defaults = _jsonable(defaults.get("_accelerator_config_defaults")) or {}
+            acc_defaults = jsonable(defaults.get("_accelerator_config_defaults")) or {}
             if key == "accelerator_config" and isinstance(value, dict):
                 if all(acc_defaults.get(k) == v for k, v in value.items()):
                     continue
@@ -293,12 +296,12 @@ def add_log_row(table: list[dict[str, Any]], logs: dict[str, Any], *, step: int,
     """
     row: dict[str, Any] = {}
     if "loss" in logs:
-        row["training_loss"] = _jsonable(logs["loss"])
+        row["training_loss"] = jsonable(logs["loss"])
     for key, value in logs.items():
         if not key.startswith("eval_") or key.endswith(_SPEED_SUFFIXES):
             continue
         name = key[len("eval_") :]
-        row["validation_loss" if name == "loss" else name] = _jsonable(value)
+        row["validation_loss" if name == "loss" else name] = jsonable(value)
     if not row:
         return
     epoch = logs.get("epoch", epoch)

@@ -3,8 +3,10 @@
 :func:`publish` gathers exactly the files that belong on the Hub (weights as safetensors, config, image
 processor, card, metrics, plots), renders the card for the target repo, validates it, and pushes everything
 in one commit. It never uploads tokens, optimizer/scheduler states, ``training_args.bin`` or ``checkpoint-*``
-folders, and writes nothing into the output directory. ``dry_run_dir`` writes the exact folder that would be
-pushed instead.
+folders, and writes nothing into the output directory. Local paths recorded in the published JSON files (card
+data, metrics, configs) are reduced to base names (:mod:`hf_galaxy.hub.sanitize`). ``dry_run_dir`` writes the
+exact folder that would be pushed instead. :func:`push_plan` is the one push path: ensembles
+(:func:`hf_galaxy.ensemble.publish_ensemble`) go through it too.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -32,7 +35,8 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from hf_galaxy.hub.card import CARD_DATA_FILENAME, GalaxyCardData
-from hf_galaxy.hub.render import README_NAME, is_hub_repo_id, render_model_card
+from hf_galaxy.hub.render import BASE_MODEL_LOCAL_KEY, README_NAME, is_hub_repo_id, render_model_card
+from hf_galaxy.hub.sanitize import clean_json_files, strip_local_paths
 
 logger = logging.getLogger(__name__)
 
@@ -87,13 +91,30 @@ class PublishResult:
 
 
 @dataclass
-class _Plan:
-    """The upload set: path in repo -> local file, plus what the card says."""
+class UploadPlan:
+    """A staged upload set, ready for :func:`push_plan`.
+
+    Attributes:
+        files: Path in the repo -> local file (generated files live in ``staging``).
+        staging: Temporary folder holding the generated files (the card, cleaned JSON, merged weights).
+        source: The local folder being published: named in messages, never written to, and a dry run may
+            not write inside it.
+        render_card: Renders ``README.md`` for a repo id; called again when the Hub puts the repo in another
+            namespace than asked (a repo id without namespace), so that the card's snippets name the real repo.
+        adapter: The upload is a LoRA adapter alone.
+        card: The card data of a model upload (``None`` for an ensemble).
+        default_commit_message: Commit title when none is given.
+        dry_run_option: The command-line option that asks for a dry run (for the offline-mode message).
+    """
 
     files: dict[str, Path]
-    card: GalaxyCardData
-    adapter: bool
     staging: Path
+    source: Path
+    render_card: Callable[[str], str] | None = None
+    adapter: bool = False
+    card: GalaxyCardData | None = None
+    default_commit_message: str = DEFAULT_COMMIT_MESSAGE
+    dry_run_option: str = "--dry-run DIR"
 
 
 def _is_real_hub(endpoint: str) -> bool:
@@ -111,7 +132,8 @@ def check_repo_id(repo_id: str) -> None:
         raise ValueError(f"invalid repo_id {repo_id!r}: expected 'namespace/model-name'. {err}") from err
 
 
-def _check_revision(revision: str | None) -> None:
+def check_revision(revision: str | None) -> None:
+    """Raise ``ValueError`` when ``revision`` is not a usable branch name (no network call)."""
     if revision is None:
         return
     bad = [c for c in (" ", "~", "^", ":", "?", "*", "[", "\\", "..") if c in revision]
@@ -260,6 +282,16 @@ def _optional_files(output_dir: Path, files: dict[str, Path]) -> None:
         files[png.name] = png
 
 
+def public_card_dict(card: GalaxyCardData) -> dict[str, Any]:
+    """The card data as published: every local path (catalogue, dataset source, local base model, ...) reduced
+    to its base name. A local base model is also marked (``extra["base_model_is_local"]``) so that its base name
+    is never mistaken for a Hub repo id when the published card data is rendered again."""
+    data = card.to_dict()
+    if card.base_model and not is_hub_repo_id(card.base_model):
+        data["extra"] = {**(data.get("extra") or {}), BASE_MODEL_LOCAL_KEY: True}
+    return strip_local_paths(data)
+
+
 def _processor_files(output_dir: Path, *fallbacks: Path) -> dict[str, Path]:
     for folder in (output_dir, *fallbacks):
         found = {name: folder / name for name in PROCESSOR_FILES if (folder / name).is_file()}
@@ -276,8 +308,11 @@ def plan_upload(
     merge_lora: bool = True,
     push_adapter: bool = False,
     license: str | None = None,
-) -> _Plan:
+) -> UploadPlan:
     """Work out the upload set for ``output_dir``; generated files (card, merged weights) go into ``staging``.
+
+    Every JSON file of the set (card data, metrics, configs) is published with its local paths reduced to
+    base names (cleaned copies in ``staging``; ``output_dir`` is never written to).
 
     Raises:
         FileNotFoundError: ``output_dir`` does not exist.
@@ -375,22 +410,38 @@ def plan_upload(
     files.update(processor)
     _optional_files(output_dir, files)
 
-    text = render_model_card(
-        output_dir, card_data=card, repo_id=repo_id, license=license, adapter=push_adapter
-    )
-    (staging / README_NAME).write_text(text, encoding="utf-8")
+    def render_card(target: str) -> str:
+        return render_model_card(
+            output_dir, card_data=card, repo_id=target, license=license, adapter=push_adapter
+        )
+
+    (staging / README_NAME).write_text(render_card(repo_id), encoding="utf-8")
     files[README_NAME] = staging / README_NAME
-    # the card data as completed here (labels from config.json, the adapter's base model)
-    (staging / CARD_DATA_FILENAME).write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")
+    # the card data as completed here (labels from config.json, the adapter's base model), without local paths
+    (staging / CARD_DATA_FILENAME).write_text(
+        json.dumps(public_card_dict(card), indent=2) + "\n", encoding="utf-8"
+    )
     files[CARD_DATA_FILENAME] = staging / CARD_DATA_FILENAME
+    files = clean_json_files(files, staging)
 
+    _check_forbidden(files)  # the whitelist above never selects these; this guards against future edits
+    return UploadPlan(
+        files=dict(sorted(files.items())),
+        staging=staging,
+        source=output_dir,
+        render_card=render_card,
+        adapter=push_adapter,
+        card=card,
+    )
+
+
+def _check_forbidden(files: dict[str, Path]) -> None:
     forbidden = sorted(p for p in files if _is_forbidden(p))
-    if forbidden:  # the whitelist above never selects these; this guards against future edits
+    if forbidden:
         raise ValueError(f"refusing to publish files that must never be uploaded: {forbidden}")
-    return _Plan(files=dict(sorted(files.items())), card=card, adapter=push_adapter, staging=staging)
 
 
-def _write_dry_run(plan: _Plan, dry_run_dir: Path, output_dir: Path) -> None:
+def _write_dry_run(plan: UploadPlan, dry_run_dir: Path, output_dir: Path) -> None:
     dry_run_dir = dry_run_dir.resolve()
     out = output_dir.resolve()
     if dry_run_dir == out or out in dry_run_dir.parents:
@@ -457,59 +508,91 @@ def publish(
         PublishError: no token for the real Hub, offline mode, or the Hub rejected or dropped the upload.
     """
     check_repo_id(repo_id)
-    _check_revision(revision)
-    endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
+    check_revision(revision)
     output_dir = Path(output_dir)
     with tempfile.TemporaryDirectory(prefix="hf_galaxy_publish_") as tmp:
-        staging = Path(tmp)
         plan = plan_upload(
             output_dir,
             repo_id,
-            staging=staging,
+            staging=Path(tmp),
             merge_lora=merge_lora,
             push_adapter=push_adapter,
             license=license,
         )
-        if dry_run_dir is not None:
-            _write_dry_run(plan, Path(dry_run_dir), output_dir)
-            logger.info("dry run: wrote %d files to %s", len(plan.files), dry_run_dir)
-            return PublishResult(
-                repo_id=repo_id,
-                revision=revision or constants.DEFAULT_REVISION,
-                files=list(plan.files),
-                adapter=plan.adapter,
-                dry_run_dir=Path(dry_run_dir),
-            )
-        if constants.is_offline_mode():
-            raise PublishError(
-                "HF_HUB_OFFLINE is set, so nothing can be pushed. Unset it to publish, or pass dry_run_dir "
-                "(--dry-run DIR) to write the folder that would be pushed."
-            )
-        token = _resolve_token(token, endpoint)
-        return _push(plan, repo_id, output_dir, private, revision, commit_message, token, endpoint, license)
+        return push_plan(
+            plan,
+            repo_id,
+            private=private,
+            revision=revision,
+            commit_message=commit_message,
+            dry_run_dir=dry_run_dir,
+            token=token,
+            endpoint=endpoint,
+        )
+
+
+def push_plan(
+    plan: UploadPlan,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    dry_run_dir: str | os.PathLike | None = None,
+    token: str | None = None,
+    endpoint: str | None = None,
+) -> PublishResult:
+    """Push a staged upload set in one commit (or write it to ``dry_run_dir``): the one push path of hf-galaxy.
+
+    Used by :func:`publish` (models) and :func:`hf_galaxy.ensemble.publish_ensemble` (ensembles). It validates
+    ``repo_id`` and ``revision`` before any network call; refuses forbidden files (checkpoints, optimizer states,
+    tokens); writes a dry run only into a new or empty folder outside the published folder; refuses to push in
+    offline mode or without a token for the real Hub (saying how to log in); creates the repo (``exist_ok``) and
+    refuses ``private=True`` for an existing public repo; creates the branch ``revision``; deletes stale managed
+    files (weights, JSON, plots, card) that the new upload no longer has; and turns a rejected or dropped upload
+    into a :class:`PublishError` that says the local files are untouched.
+    """
+    check_repo_id(repo_id)
+    check_revision(revision)
+    _check_forbidden(plan.files)
+    endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
+    if dry_run_dir is not None:
+        _write_dry_run(plan, Path(dry_run_dir), plan.source)
+        logger.info("dry run: wrote %d files to %s", len(plan.files), dry_run_dir)
+        return PublishResult(
+            repo_id=repo_id,
+            revision=revision or constants.DEFAULT_REVISION,
+            files=list(plan.files),
+            adapter=plan.adapter,
+            dry_run_dir=Path(dry_run_dir),
+        )
+    if constants.is_offline_mode():
+        raise PublishError(
+            "HF_HUB_OFFLINE is set, so nothing can be pushed. Unset it to publish, or pass dry_run_dir "
+            f"({plan.dry_run_option}) to write the folder that would be pushed."
+        )
+    token = _resolve_token(token, endpoint)
+    return _push(plan, repo_id, private, revision, commit_message, token, endpoint)
 
 
 def _push(
-    plan: _Plan,
+    plan: UploadPlan,
     repo_id: str,
-    output_dir: Path,
     private: bool,
     revision: str | None,
     commit_message: str | None,
     token: str | None,
     endpoint: str,
-    license: str | None,
 ) -> PublishResult:
+    output_dir = plan.source
     api = HfApi(endpoint=endpoint, token=token)
     target = f"{endpoint}/{repo_id}" + (f" (revision {revision})" if revision else "")
     try:
         repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
         if repo_url.repo_id != repo_id:  # a repo id without namespace lands in the user's namespace
             repo_id = repo_url.repo_id
-            text = render_model_card(
-                output_dir, card_data=plan.card, repo_id=repo_id, license=license, adapter=plan.adapter
-            )
-            (plan.staging / README_NAME).write_text(text, encoding="utf-8")
+            if plan.render_card is not None and README_NAME in plan.files:
+                plan.files[README_NAME].write_text(plan.render_card(repo_id), encoding="utf-8")
         if private and api.repo_info(repo_id).private is False:
             raise PublishError(
                 f"{endpoint}/{repo_id} already exists and is public, so private=True (--private) cannot be honoured; "
@@ -531,7 +614,7 @@ def _push(
         info = api.create_commit(
             repo_id,
             operations,
-            commit_message=commit_message or DEFAULT_COMMIT_MESSAGE,
+            commit_message=commit_message or plan.default_commit_message,
             commit_description=f"Published from `{output_dir.name}` by hf-galaxy.",
             revision=revision,
         )

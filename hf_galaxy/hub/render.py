@@ -23,6 +23,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from hf_galaxy.hub.card import CARD_DATA_FILENAME, GalaxyCardData, log_table_from_history
 from hf_galaxy.hub.references import CITATIONS, citation_keys, describe_class, release_info
+from hf_galaxy.hub.sanitize import basename, looks_like_local_path, strip_local_paths
 from hf_galaxy.hub.validate import validate_card_metadata
 
 logger = logging.getLogger(__name__)
@@ -59,8 +60,11 @@ _HEADERS = {
     "map": "mAP",
     "map_50": "mAP@.50",
     "map_75": "mAP@.75",
+    "nll": "NLL",
     "id": "Id",
 }
+#: Card-data ``extra`` key set on published card data whose (local) base model was reduced to its base name.
+BASE_MODEL_LOCAL_KEY = "base_model_is_local"
 
 
 def _environment() -> jinja2.Environment:
@@ -152,8 +156,8 @@ def _fmt(value: Any) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> list[str]:
-    """Markdown table lines (header, separator, rows)."""
+def markdown_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> list[str]:
+    """Markdown table lines (header, separator, rows) of ``rows``; numbers right-aligned, floats to 4 places."""
     if not rows:
         return []
     if columns is None:
@@ -190,26 +194,30 @@ def _label_rows(card: GalaxyCardData, metrics: dict[str, float]) -> list[dict[st
     return rows
 
 
-def _eval_results(
-    metrics: dict[str, float], card: GalaxyCardData, dataset_name: str, dataset_type: str
+def eval_results(
+    metrics: dict[str, float], *, task: str, split: str, dataset_name: str, dataset_type: str
 ) -> list[EvalResult]:
-    task_name = "Object Detection" if card.task == "object-detection" else "Image Classification"
+    """model-index entries (accuracy, macro-F1, ECE, vote RMSE, mAP, ...) for the headline ``metrics``."""
+    task_name = "Object Detection" if task == "object-detection" else "Image Classification"
     results = []
     seen: set[str] = set()
     for key, (metric_type, metric_name, args) in _METRICS.items():
-        if key not in metrics or metric_type in seen:
+        value = metrics.get(key)
+        if metric_type in seen or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not math.isfinite(value):
             continue
         seen.add(metric_type)
         results.append(
             EvalResult(
-                task_type=card.task,
+                task_type=task,
                 task_name=task_name,
                 dataset_type=dataset_type,
                 dataset_name=dataset_name,
-                dataset_split=card.eval_split,
+                dataset_split=split,
                 metric_type=metric_type,
                 metric_name=metric_name,
-                metric_value=round(metrics[key], 6),
+                metric_value=round(float(value), 6),
                 metric_args=args,
             )
         )
@@ -222,6 +230,36 @@ def _slug(text: str) -> str:
     )
 
 
+def dataset_name_and_type(dataset: dict[str, Any] | None) -> tuple[str, str]:
+    """The model-index ``dataset.name`` and ``dataset.type`` of a run's dataset facts.
+
+    The name is the Galaxy Zoo release's full name (or the recorded release, or "Galaxy Zoo"); the type is
+    the Hub dataset id when the data came from the Hub, else a slug of the name. Local paths never appear.
+    """
+    dataset = dataset or {}
+    release = dataset.get("release")
+    if isinstance(release, str) and looks_like_local_path(release):
+        release = None
+    info = release_info(release)
+    dataset_id = dataset.get("dataset_id")
+    name = (info[0] if info else release) or "Galaxy Zoo"
+    return str(name), str(dataset_id or _slug(str(name)))
+
+
+def hub_base_model(card: GalaxyCardData) -> str | None:
+    """The card's base model when it is a Hub repo id (``None`` for a local checkpoint or none at all)."""
+    if card.extra.get(BASE_MODEL_LOCAL_KEY) or not is_hub_repo_id(card.base_model):
+        return None
+    return card.base_model
+
+
+def display_name(value: str | None) -> str | None:
+    """``value`` for display in a published card: a local path is reduced to its base name."""
+    if value and looks_like_local_path(value):
+        return basename(value)
+    return value
+
+
 def build_metadata(
     card: GalaxyCardData,
     *,
@@ -231,20 +269,18 @@ def build_metadata(
     adapter: bool = False,
 ) -> ModelCardData:
     """The YAML metadata of the card (only whitelisted keys)."""
-    dataset = card.dataset or {}
-    release = dataset.get("release")
-    info = release_info(release)
-    dataset_id = dataset.get("dataset_id")
-    dataset_name = (info[0] if info else release) or "Galaxy Zoo"
-    dataset_type = dataset_id or _slug(dataset_name)
+    dataset_id = (card.dataset or {}).get("dataset_id")
+    dataset_name, dataset_type = dataset_name_and_type(card.dataset)
     tags = ["galaxy-zoo", "astronomy", card.task, "vision", "hf-galaxy"]
     if card.lora:
         tags.append("lora")
     if card.soft_labels:
         tags.append("vote-fractions")
     tags.extend(str(t) for t in card.extra.get("tags", []) if t)
-    results = _eval_results(metrics, card, dataset_name, dataset_type)
-    base_model = card.base_model if is_hub_repo_id(card.base_model) else None
+    results = eval_results(
+        metrics, task=card.task, split=card.eval_split, dataset_name=dataset_name, dataset_type=dataset_type
+    )
+    base_model = hub_base_model(card)
     return ModelCardData(
         license=license,
         library_name="peft" if adapter else "transformers",
@@ -318,58 +354,83 @@ def render_model_card(
         "repo_id": repo_id,
         "card": card,
         "task": card.task,
-        "base_model": card.base_model,
-        "base_model_is_hub": is_hub_repo_id(card.base_model),
-        "model_config": card.model_config,
+        "base_model": hub_base_model(card) or display_name(card.base_model),
+        "base_model_is_hub": hub_base_model(card) is not None,
+        "model_config": display_name(card.model_config),
         "release": release or "unknown",
         "release_name": info[0] if info else (release or "an unspecified Galaxy Zoo release"),
         "survey": info[1] if info else "images from the survey of the training set (not recorded)",
         "synthetic": bool(dataset.get("synthetic") or card.extra.get("synthetic")),
-        "catalog": Path(str(catalog)).name if catalog else None,
+        "catalog": basename(str(catalog)) if catalog else None,
         "dataset_id": dataset.get("dataset_id"),
         "label_scheme": dataset.get("label_scheme"),
         "threshold": dataset.get("threshold"),
         "question": dataset.get("question"),
         "n_dropped": dataset.get("n_dropped"),
-        "split_table": _table(
+        "split_table": markdown_table(
             [{"split": s, "galaxies": n} for s, n in (dataset.get("split_sizes") or {}).items()]
         ),
         "balance_table": _balance_table(card.label_names, dataset.get("class_balance") or {}),
         "label_names": card.label_names,
-        "label_table": _table(_label_rows(card, metrics)),
+        "label_table": markdown_table(_label_rows(card, metrics)),
         "has_chirality": any("clockwise" in n for n in card.label_names),
-        "hyperparameter_table": _table(
-            [{"hyperparameter": f"`{k}`", "value": v} for k, v in sorted(card.hyperparameters.items())]
+        "hyperparameter_table": markdown_table(
+            [
+                {"hyperparameter": f"`{k}`", "value": v}
+                for k, v in sorted(strip_local_paths(card.hyperparameters).items())
+            ]
         ),
         "lora": lora,
-        "lora_table": _table([{"setting": f"`{k}`", "value": v} for k, v in lora.items()]) if lora else [],
+        "lora_table": markdown_table([{"setting": f"`{k}`", "value": v} for k, v in lora.items()])
+        if lora
+        else [],
         "precision": card.precision,
         "hardware": card.hardware or "not recorded",
         "soft_labels": card.soft_labels,
-        "log_table": _table(
+        "log_table": markdown_table(
             [
                 {k: v for k, v in row.items() if not k.startswith(("precision_", "recall_"))}
                 for row in _log_table(card, output_dir)
             ]
         ),
-        "metrics_table": _table([{"metric": n, "value": v} for n, v in headline]),
-        "other_metrics_table": _table([{"metric": f"`{k}`", "value": v} for k, v in sorted(other.items())]),
+        "metrics_table": markdown_table([{"metric": n, "value": v} for n, v in headline]),
+        "other_metrics_table": markdown_table(
+            [{"metric": f"`{k}`", "value": v} for k, v in sorted(other.items())]
+        ),
         "eval_split": card.eval_split,
         "plots": [(name, caption) for name, caption in PLOTS.items() if (output_dir / name).is_file()],
         "citations": [CITATIONS[k] for k in keys],
         "library_versions": card.library_versions,
-        "library_table": _table([{"library": k, "version": v} for k, v in card.library_versions.items()]),
+        "library_table": markdown_table(
+            [{"library": k, "version": v} for k, v in card.library_versions.items()]
+        ),
     }
     template = {
         ("image-classification", False): "classification.jinja",
         ("object-detection", False): "detection.jinja",
     }.get((card.task, adapter), "lora_adapter.jinja")
-    text = _environment().get_template(template).render(**context)
-    text = re.sub(r"\n{3,}", "\n\n", text)
+    text = render_template(template, context)
     if validate:
-        parsed = ModelCard(text, ignore_metadata_errors=False)
-        validate_card_metadata(parsed.data.to_dict())
+        check_card_text(text)
     return text
+
+
+def render_template(name: str, context: dict[str, Any]) -> str:
+    """Render the card template ``name`` from ``hf_galaxy.model_cards`` (strict: unknown variables fail)."""
+    text = _environment().get_template(name).render(**context)
+    return re.sub(r"\n{3,}", "\n\n", text)
+
+
+def check_card_text(text: str, *, library_required: bool = True) -> ModelCard:
+    """Parse a rendered card strictly with ``huggingface_hub.ModelCard`` and validate its metadata.
+
+    Raises:
+        CardValidationError: the metadata is invalid (the error names the offending key).
+        ValueError: the YAML header does not parse.
+    """
+    parsed = ModelCard(text, ignore_metadata_errors=False)
+    validate_card_metadata(parsed.data.to_dict(), library_required=library_required)
+    return parsed
 
 
 def _balance_table(class_names: list[str], balance: dict[str, dict[str, int]]) -> list[str]:
@@ -379,7 +440,7 @@ def _balance_table(class_names: list[str], balance: dict[str, dict[str, int]]) -
     rows = [
         {"class": f"`{name}`", **{s: counts.get(name, 0) for s, counts in balance.items()}} for name in names
     ]
-    return _table(rows, ["class", *balance])
+    return markdown_table(rows, ["class", *balance])
 
 
 def write_model_card(

@@ -46,13 +46,16 @@ def _is_str_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
 
 
-def validate_card_metadata(metadata: dict[str, Any]) -> None:
+def validate_card_metadata(metadata: dict[str, Any], *, library_required: bool = True) -> None:
     """Check card YAML metadata; raise :class:`CardValidationError` naming the first offending key.
 
     Checks: only whitelisted keys; required keys present; ``license`` from the Hub's list; ``library_name``
     transformers or peft; ``pipeline_tag`` a vision task; ``tags`` include galaxy-zoo and astronomy;
     ``base_model``/``datasets``/``metrics`` are strings or string lists; ``model-index`` parses with
     huggingface_hub's eval-results parser and every metric value is a finite number.
+
+    ``library_required=False`` allows a card without ``library_name`` (an ensemble repo, which no single
+    library loads); when the key is present it must still be transformers or peft.
     """
     if not isinstance(metadata, dict):
         raise CardValidationError("<root>", f"metadata must be a mapping, got {type(metadata).__name__}")
@@ -60,12 +63,12 @@ def validate_card_metadata(metadata: dict[str, Any]) -> None:
         if key not in ALLOWED_KEYS:
             raise CardValidationError(key, f"not an allowed key (allowed: {', '.join(sorted(ALLOWED_KEYS))})")
     for key in REQUIRED_KEYS:
-        if key not in metadata:
+        if key not in metadata and (library_required or key != "library_name"):
             raise CardValidationError(key, "required key is missing")
     license_ = metadata["license"]
     if license_ not in HUB_LICENSES:
         raise CardValidationError("license", f"{license_!r} is not a Hub license identifier (e.g. 'mit')")
-    if metadata["library_name"] not in LIBRARIES:
+    if "library_name" in metadata and metadata["library_name"] not in LIBRARIES:
         raise CardValidationError(
             "library_name", f"{metadata['library_name']!r} is not one of {sorted(LIBRARIES)}"
         )
