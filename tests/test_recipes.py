@@ -331,3 +331,24 @@ def test_evaluate_scores_the_training_runs_held_out_test_split(tmp_path, monkeyp
     # the same ids as hf-galaxy prepare's default split; a split seeded with the training seed differs
     assert sorted(load_galaxy_dataset(zoo.catalog_path, zoo.image_dir)["test"]["id"]) == evaluated[0]
     assert sorted(load_galaxy_dataset(zoo.catalog_path, zoo.image_dir, seed=42)["test"]["id"]) != evaluated[0]
+
+
+@pytest.mark.slow
+def test_evaluate_takes_the_merged_classes_the_model_was_trained_with(tmp_path, capsys):
+    from hf_galaxy.cli import main as cli
+    from hf_galaxy.synthetic import make_galaxy_zoo
+
+    zoo = make_galaxy_zoo(tmp_path / "zoo", 40, seed=1, image_size=32, show_progress=False)
+    out = tmp_path / "model"
+    load_recipe("vit_full").main(
+        ScriptArguments(dataset=str(zoo.catalog_path), num_grid_images=0),
+        _targs(out, max_steps=1),
+        ModelArguments(model_config=TINY_VIT),
+        DataArguments(image_dir=str(zoo.image_dir), classes="elliptical-spiral-other"),
+    )
+    base = ["evaluate", "--model", str(out), "--dataset", str(zoo.catalog_path), "--image_dir", str(zoo.image_dir)]
+    assert cli(base) == 2  # six GZ1 classes against a three-class model: refused, naming both
+    assert "elliptical" in capsys.readouterr().err
+    assert cli([*base, "--classes", "elliptical-spiral-other"]) == 0
+    metrics = json.loads((out / "eval" / "test_results.json").read_text())
+    assert "test_accuracy" in metrics and "test_precision_spiral" in metrics

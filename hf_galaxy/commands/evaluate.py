@@ -36,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--question", default=None)
     parser.add_argument("--threshold", type=float, default=0.8)
     parser.add_argument("--label_column", default=None)
+    parser.add_argument(
+        "--classes",
+        default=None,
+        help="the classes the model was trained with: comma-separated names, a preset (e.g. "
+        "elliptical-spiral-other) or a JSON {new: [old, ...]} mapping",
+    )
     parser.add_argument("--image_size", type=int, default=None, help="resize cutouts at preparation time")
     parser.add_argument(
         "--split_seed",
@@ -64,6 +70,7 @@ def _run(args: argparse.Namespace) -> int:
         question=args.question,
         threshold=args.threshold,
         label_column=args.label_column,
+        classes=args.classes,
         image_size=args.image_size,
         split_seed=args.split_seed,
     )
