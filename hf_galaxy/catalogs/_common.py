@@ -192,8 +192,8 @@ def ids_as_strings(series: pd.Series, source: str, column: str) -> pd.Series:
     return out.astype(object)
 
 
-def warn_duplicate_ids(ids: pd.Series) -> int:
-    """Number of rows whose id repeats an earlier row."""
+def count_duplicate_ids(ids: pd.Series) -> int:
+    """Number of rows whose id repeats an earlier row (load_galaxy_dataset rejects them, naming the ids)."""
     return int(ids.duplicated().sum())
 
 

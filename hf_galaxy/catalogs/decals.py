@@ -31,6 +31,7 @@ import pandas as pd
 
 from hf_galaxy.catalogs._common import (
     ImageFinder,
+    count_duplicate_ids,
     find_column,
     ids_as_strings,
     image_root,
@@ -38,7 +39,6 @@ from hf_galaxy.catalogs._common import (
     numeric,
     reject_options,
     resolve_listed_path,
-    warn_duplicate_ids,
 )
 from hf_galaxy.catalogs.base import Catalog, CatalogError, DecisionTree, read_table, require_columns
 from hf_galaxy.catalogs.trees import DECALS_TREES, GZD5_TREE, GZD12_TREE
@@ -110,7 +110,7 @@ def read(
         "tree_version": tree,
         "fraction": fraction,
         "id_column": id_col,
-        "n_duplicate_ids": warn_duplicate_ids(ids),
+        "n_duplicate_ids": count_duplicate_ids(ids),
     }
     if campaign:
         meta["campaign"] = campaign

@@ -20,6 +20,7 @@ import pandas as pd
 
 from hf_galaxy.catalogs._common import (
     ImageFinder,
+    count_duplicate_ids,
     find_column,
     ids_as_strings,
     image_root,
@@ -27,7 +28,6 @@ from hf_galaxy.catalogs._common import (
     numeric,
     reject_options,
     sexagesimal_to_degrees,
-    warn_duplicate_ids,
 )
 from hf_galaxy.catalogs.base import Catalog, read_table, require_columns
 from hf_galaxy.catalogs.trees import GZ1_CLASSES, GZ1_FRACTION_COLUMNS, GZ1_TREE
@@ -91,7 +91,7 @@ def read(path: Path, image_dir: Path | None, **options: object) -> Catalog:
         "image_dir": str(root),
         "tree_version": GZ1_TREE.name,
         "fraction": "fraction",
-        "n_duplicate_ids": warn_duplicate_ids(ids),
+        "n_duplicate_ids": count_duplicate_ids(ids),
     }
     ra_col = find_column(cols, "RA")
     dec_col = find_column(cols, "DEC")

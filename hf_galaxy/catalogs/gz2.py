@@ -24,6 +24,7 @@ import pandas as pd
 
 from hf_galaxy.catalogs._common import (
     ImageFinder,
+    count_duplicate_ids,
     find_column,
     ids_as_strings,
     image_root,
@@ -33,7 +34,6 @@ from hf_galaxy.catalogs._common import (
     reject_options,
     resolve_listed_path,
     sexagesimal_to_degrees,
-    warn_duplicate_ids,
 )
 from hf_galaxy.catalogs.base import Catalog, CatalogError, read_table, require_columns
 from hf_galaxy.catalogs.trees import GZ2_NATIVE, GZ2_TREE
@@ -93,7 +93,7 @@ def read(
         "tree_version": GZ2_TREE.name,
         "fraction": fraction,
         "id_column": id_col,
-        "n_duplicate_ids": warn_duplicate_ids(ids),
+        "n_duplicate_ids": count_duplicate_ids(ids),
     }
     dropped: list[tuple[str, str]] = []
     root = image_root(path, image_dir)
@@ -260,7 +260,7 @@ def _read_ortho(path: Path, df: pd.DataFrame, image_dir: Path | None) -> Catalog
         "id_column": id_col,
         "image_dir": str(root),
         "questions": [q.name for q in tree.questions],
-        "n_duplicate_ids": warn_duplicate_ids(ids),
+        "n_duplicate_ids": count_duplicate_ids(ids),
     }
     if computed:
         meta["fractions_from_counts"] = computed

@@ -19,12 +19,12 @@ import pandas as pd
 
 from hf_galaxy.catalogs._common import (
     ImageFinder,
+    count_duplicate_ids,
     find_column,
     ids_as_strings,
     image_root,
     numeric,
     reject_options,
-    warn_duplicate_ids,
 )
 from hf_galaxy.catalogs.base import Catalog, read_table, require_columns
 from hf_galaxy.catalogs.trees import GZ2_TREE, KAGGLE_NATIVE, KAGGLE_PARENT_COLUMN
@@ -83,7 +83,7 @@ def read(path: Path, image_dir: Path | None, **options: object) -> Catalog:
         "tree_version": GZ2_TREE.name,
         "fraction": "conditional (un-weighted Kaggle targets)",
         "image_dir": str(root),
-        "n_duplicate_ids": warn_duplicate_ids(ids),
+        "n_duplicate_ids": count_duplicate_ids(ids),
         "n_constraint_violations": int(violations.sum()),
         "n_not_asked": not_asked,
     }
