@@ -89,7 +89,8 @@ def class_name(tree: DecisionTree, question: Question, answer: str) -> str:
 def share_asked(table: pd.DataFrame, tree: DecisionTree, question: Question) -> np.ndarray:
     """Share of volunteers who reached ``question``: the product of parent fractions along its path.
 
-    Parent questions whose columns are absent from the table count as fully reached.
+    A parent answer written ``"!answer"`` means "any answer but this one" (GZ2's task 06 is reached by every
+    path except star/artifact). Parent questions whose columns are absent from the table count as fully reached.
     """
     share = np.ones(len(table), dtype=np.float64)
     q = question
@@ -97,10 +98,12 @@ def share_asked(table: pd.DataFrame, tree: DecisionTree, question: Question) -> 
     while q.parent is not None and q.name not in seen:
         seen.add(q.name)
         parent_q, parent_a = q.parent
-        col = f"{parent_q}_{parent_a}"
+        negate = parent_a.startswith("!")
+        col = f"{parent_q}_{parent_a.lstrip('!')}"
         if col not in table.columns:
             break
-        share *= np.nan_to_num(table[col].to_numpy(dtype=np.float64), nan=0.0)
+        frac = np.nan_to_num(table[col].to_numpy(dtype=np.float64), nan=0.0)
+        share *= 1.0 - frac if negate else frac
         try:
             q = tree.question(parent_q)
         except CatalogError:

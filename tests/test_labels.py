@@ -153,3 +153,13 @@ def test_partial_merge_drops_galaxies_won_by_the_classes_left_out() -> None:
 def test_a_class_in_two_merged_classes_is_an_error() -> None:
     with pytest.raises(LabelError, match=r"\['edge_on'\] appear in more than one merged class"):
         make_labels(gz1_catalog(ROWS), classes={"disk": ["edge_on", "clockwise_spiral"], "flat": ["edge_on"]})
+
+
+def test_gz2_something_odd_is_reached_by_every_path_but_artifact() -> None:
+    from hf_galaxy.catalogs.trees import GZ2_TREE
+
+    table = pd.DataFrame({"id": ["a", "b"], "smooth-or-featured_smooth": [0.5, 0.1],
+                          "smooth-or-featured_featured-or-disk": [0.4, 0.1],
+                          "smooth-or-featured_artifact": [0.1, 0.8]})
+    share = share_asked(table, GZ2_TREE, GZ2_TREE.question("something-odd"))
+    np.testing.assert_allclose(share, [0.9, 0.2])

@@ -91,7 +91,7 @@ _GZ2_SPEC: tuple[tuple[str, str, str, tuple[tuple[str, str], ...], tuple[str, st
         "something-odd",
         "Is there anything odd?",
         (("a14_yes", "yes"), ("a15_no", "no")),
-        None,
+        ("smooth-or-featured", "!artifact"),  # every path but star/artifact (formats doc section 2.2)
     ),
     (
         "t07_rounded",
@@ -167,7 +167,8 @@ GZ2_TREE = DecisionTree(
 )
 """The GZ2 decision tree (Willett et al. 2013), also used by the Kaggle Galaxy Challenge.
 
-Task 06 ("anything odd?") is asked in every classification, so it has no parent here.
+Task 06 ("anything odd?") is asked on every path except star/artifact: its parent is written
+``("smooth-or-featured", "!artifact")`` (any answer but artifact).
 """
 
 GZ2_NATIVE: tuple[tuple[str, str, str], ...] = tuple(
