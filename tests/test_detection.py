@@ -334,8 +334,6 @@ def test_export_coco_of_real_cutouts(tmp_path):
 
     from hf_galaxy.dataset import load_galaxy_dataset
 
-    if not (REAL / "rings" / "catalog.csv").is_file():
-        pytest.skip("real fixtures are missing")
     rings = load_galaxy_dataset(
         REAL / "rings" / "catalog.csv", label_column="ring", cache_dir=tmp_path / "c1"
     )
