@@ -37,28 +37,6 @@ import time
 
 MODES = ("off", "transformer", "full")
 
-_SMALL = {
-    "model_type": "detr",
-    "backbone_config": {
-        "model_type": "resnet",
-        "embedding_size": 32,
-        "hidden_sizes": [64, 128, 256, 512],
-        "depths": [2, 2, 2, 2],
-        "layer_type": "basic",
-        "out_features": ["stage4"],
-    },
-    "use_pretrained_backbone": False,
-    "use_timm_backbone": False,
-    "d_model": 128,
-    "encoder_layers": 2,
-    "decoder_layers": 2,
-    "encoder_attention_heads": 4,
-    "decoder_attention_heads": 4,
-    "encoder_ffn_dim": 256,
-    "decoder_ffn_dim": 256,
-    "num_queries": 50,
-}
-
 
 def _status_mib(key: str) -> float:
     with open("/proc/self/status") as f:
@@ -108,8 +86,7 @@ def run_one(args: argparse.Namespace) -> dict:
 
     torch.manual_seed(0)
     categories = [f"c{i}" for i in range(6)]
-    spec = _SMALL if args.preset == "detr-small" else args.preset
-    model, _ = load_detector(None, categories, model_config=spec, image_size=args.image_size)
+    model, _ = load_detector(None, categories, model_config=args.preset, image_size=args.image_size)
     backbone = set_backbone_trainable(model, args.train_backbone)
     cuda = torch.cuda.is_available() and not args.cpu
     device = torch.device("cuda" if cuda else "cpu")

@@ -1,7 +1,7 @@
 """Training object detectors (DETR, Conditional/Deformable DETR, YOLOS, RT-DETR) on Galaxy Zoo detection sets.
 
 * :func:`load_detector`: any ``AutoModelForObjectDetection`` from a checkpoint or from a config (presets
-  ``detr-tiny``, ``yolos-tiny``, ``detr-r50``...), with the type's image processor (PIL backend without
+  ``detr-tiny``, ``yolos-tiny``, ``detr-small``, ``detr-r50``...), with the type's image processor (PIL backend without
   torchvision) and ``id2label`` from the dataset categories.
 * :class:`DetectionAugment`: box-aware augmentation: rotation by multiples of 90 degrees, mirror flips only
   together with the chirality-aware category swap (off when the swap is impossible), scale jitter.
@@ -135,6 +135,28 @@ DETECTOR_PRESETS: dict[str, dict[str, Any]] = {
         "decoder_layers": 1,
         "num_queries": 20,
         "num_denoising": 0,
+    },
+    # a mid-sized DETR for CPU benchmarks (benchmarks/bench_detr.py's default)
+    "detr-small": {
+        "model_type": "detr",
+        "backbone_config": {
+            "model_type": "resnet",
+            "embedding_size": 32,
+            "hidden_sizes": [64, 128, 256, 512],
+            "depths": [2, 2, 2, 2],
+            "layer_type": "basic",
+            "out_features": ["stage4"],
+        },
+        "use_pretrained_backbone": False,
+        "use_timm_backbone": False,
+        "d_model": 128,
+        "encoder_layers": 2,
+        "decoder_layers": 2,
+        "encoder_attention_heads": 4,
+        "decoder_attention_heads": 4,
+        "encoder_ffn_dim": 256,
+        "decoder_ffn_dim": 256,
+        "num_queries": 50,
     },
     # the DETR-R50 architecture with random weights (benchmarks; no download)
     "detr-r50": {
