@@ -78,11 +78,8 @@ def run_one(args: argparse.Namespace) -> dict:
     """
     import torch
 
-    from hf_galaxy.detection_training import (
-        enable_backbone_checkpointing,
-        load_detector,
-        set_backbone_trainable,
-    )
+    from hf_galaxy.models import load_detector
+    from hf_galaxy.models.detection import enable_backbone_checkpointing, set_backbone_trainable
 
     torch.manual_seed(0)
     categories = [f"c{i}" for i in range(6)]

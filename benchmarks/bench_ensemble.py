@@ -53,10 +53,10 @@ def main() -> None:
     import datasets
     import torch
 
-    from hf_galaxy.dataset import load_galaxy_dataset
+    from hf_galaxy.data.dataset import load_galaxy_dataset
+    from hf_galaxy.data.synthetic import GZ1_CLASSES, make_galaxy_zoo
     from hf_galaxy.ensemble import LoadedMember, MemberSpec, predict_members
     from hf_galaxy.models import load_classifier
-    from hf_galaxy.synthetic import GZ1_CLASSES, make_galaxy_zoo
 
     datasets.disable_progress_bars()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -37,14 +37,15 @@ def main() -> None:
     from PIL import Image
 
     from hf_galaxy import load_galaxy_dataset
-    from hf_galaxy.synthetic import make_galaxy_zoo
+    from hf_galaxy.data.synthetic import make_galaxy_zoo
 
     datasets.disable_progress_bars()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_prepare_"))
     data = work / "data"
     if not (data / "catalog.csv").exists():
-        zoo, secs = _timed(lambda: make_galaxy_zoo(data, args.n, seed=0, num_proc=max(args.procs),
-                                                   show_progress=False))
+        zoo, secs = _timed(
+            lambda: make_galaxy_zoo(data, args.n, seed=0, num_proc=max(args.procs), show_progress=False)
+        )
         print(f"synthesised {args.n} galaxies at 424² in {secs:.1f} s ({args.n / secs:.0f} images/s)")
     else:
         zoo = SimpleNamespace(catalog_path=data / "catalog.csv", image_dir=data / "images")
@@ -54,24 +55,33 @@ def main() -> None:
     for p in args.procs:
         cache = work / f"cache_p{p}"
         shutil.rmtree(cache, ignore_errors=True)
-        dsd, secs = _timed(lambda p=p, cache=cache: load_galaxy_dataset(
-            zoo.catalog_path, zoo.image_dir, image_size=args.size, cache_dir=cache, num_proc=p))
+        dsd, secs = _timed(
+            lambda p=p, cache=cache: load_galaxy_dataset(
+                zoo.catalog_path, zoo.image_dir, image_size=args.size, cache_dir=cache, num_proc=p
+            )
+        )
         n = sum(len(d) for d in dsd.values())
         rows.append((f"load_galaxy_dataset, num_proc={p}", n, secs))
-        _, again = _timed(lambda p=p, cache=cache: load_galaxy_dataset(
-            zoo.catalog_path, zoo.image_dir, image_size=args.size, cache_dir=cache, num_proc=p))
+        _, again = _timed(
+            lambda p=p, cache=cache: load_galaxy_dataset(
+                zoo.catalog_path, zoo.image_dir, image_size=args.size, cache_dir=cache, num_proc=p
+            )
+        )
         rows.append((f"  same call again (cache hit), num_proc={p}", n, again))
 
     naive_cache = work / "cache_naive"
     shutil.rmtree(naive_cache, ignore_errors=True)
 
     def naive(num_proc: int | None):
-        ds = datasets.load_dataset("imagefolder", data_dir=str(zoo.image_dir), split="train",
-                                   cache_dir=str(naive_cache))
+        ds = datasets.load_dataset(
+            "imagefolder", data_dir=str(zoo.image_dir), split="train", cache_dir=str(naive_cache)
+        )
 
         def resize(batch):
-            batch["image"] = [im.convert("RGB").resize((args.size, args.size), Image.Resampling.LANCZOS)
-                              for im in batch["image"]]
+            batch["image"] = [
+                im.convert("RGB").resize((args.size, args.size), Image.Resampling.LANCZOS)
+                for im in batch["image"]
+            ]
             return batch
 
         return ds.map(resize, batched=True, batch_size=64, num_proc=num_proc)

@@ -143,11 +143,11 @@ def bench_data(
     """Images/s of the project's prepared-dataset path vs PIL-decode-424-JPEG + image processor per step."""
     from PIL import Image
 
-    from hf_galaxy.dataset import load_galaxy_dataset
+    from hf_galaxy.data.dataset import load_galaxy_dataset
+    from hf_galaxy.data.synthetic import make_galaxy_zoo
+    from hf_galaxy.data.transforms import GalaxyTransform
     from hf_galaxy.models import default_image_processor
-    from hf_galaxy.synthetic import make_galaxy_zoo
     from hf_galaxy.training import collate_galaxy
-    from hf_galaxy.transforms import GalaxyTransform
 
     work = Path(data_dir or tempfile.mkdtemp(prefix="hf_galaxy_bench_"))
     catalog = work / "catalog.csv"

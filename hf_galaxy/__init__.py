@@ -14,18 +14,18 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load_galaxy_dataset": "hf_galaxy.dataset",
-    "GalaxyDatasetDict": "hf_galaxy.dataset",
-    "LoadReport": "hf_galaxy.dataset",
-    "read_catalog": "hf_galaxy.catalogs",
-    "Catalog": "hf_galaxy.catalogs",
-    "make_labels": "hf_galaxy.labels",
-    "make_galaxy_zoo": "hf_galaxy.synthetic",
+    "load_galaxy_dataset": "hf_galaxy.data.dataset",
+    "GalaxyDatasetDict": "hf_galaxy.data.dataset",
+    "LoadReport": "hf_galaxy.data.dataset",
+    "read_catalog": "hf_galaxy.data.catalogs",
+    "Catalog": "hf_galaxy.data.catalogs",
+    "make_labels": "hf_galaxy.data.labels",
+    "make_galaxy_zoo": "hf_galaxy.data.synthetic",
     "GalaxyEnsemble": "hf_galaxy.ensemble",
-    "to_detection": "hf_galaxy.detection",
-    "make_mosaics": "hf_galaxy.detection",
-    "export_coco": "hf_galaxy.detection",
-    "load_coco": "hf_galaxy.detection",
+    "to_detection": "hf_galaxy.data.detection",
+    "make_mosaics": "hf_galaxy.data.detection",
+    "export_coco": "hf_galaxy.data.detection",
+    "load_coco": "hf_galaxy.data.detection",
 }
 
 __all__ = [
@@ -45,12 +45,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hf_galaxy.catalogs import Catalog, read_catalog
-    from hf_galaxy.dataset import GalaxyDatasetDict, LoadReport, load_galaxy_dataset
-    from hf_galaxy.detection import export_coco, load_coco, make_mosaics, to_detection
+    from hf_galaxy.data.catalogs import Catalog, read_catalog
+    from hf_galaxy.data.dataset import GalaxyDatasetDict, LoadReport, load_galaxy_dataset
+    from hf_galaxy.data.detection import export_coco, load_coco, make_mosaics, to_detection
+    from hf_galaxy.data.labels import make_labels
+    from hf_galaxy.data.synthetic import make_galaxy_zoo
     from hf_galaxy.ensemble import GalaxyEnsemble
-    from hf_galaxy.labels import make_labels
-    from hf_galaxy.synthetic import make_galaxy_zoo
 
 
 def __getattr__(name: str) -> Any:

@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 COMMANDS: dict[str, str] = {
     "synth": "hf_galaxy.commands.synth",
@@ -22,6 +23,27 @@ COMMANDS: dict[str, str] = {
     "ensemble": "hf_galaxy.commands.ensemble",
     "demo": "hf_galaxy.commands.demo",
 }
+
+
+def configure_logging(training_args: Any = None, level: int | None = None) -> None:
+    """Logging for an entry point (the CLI and the recipes' ``__main__``; the library never configures it).
+
+    alignment-handbook style: with ``training_args``, the main process logs hf-galaxy's progress at INFO (or
+    ``--log_level``) and replicas at ``--log_level_replica`` (WARNING); transformers follows the same level.
+    """
+    import logging
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    if level is None and training_args is not None:
+        passive = training_args.should_log and training_args.log_level == "passive"
+        level = logging.INFO if passive else training_args.get_process_log_level()
+    if level is None:
+        level = logging.INFO
+    logging.getLogger("hf_galaxy").setLevel(level)
+    if training_args is not None:
+        import transformers
+
+        transformers.utils.logging.set_verbosity(level)
 
 
 def _available() -> dict[str, str]:
@@ -59,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = None
     parser = build_parser(command)
     args = parser.parse_args(argv)
+    configure_logging()
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 2

@@ -1,12 +1,17 @@
-"""Classification metrics computed locally (numpy + scikit-learn; no metric downloads).
+"""Metrics computed locally (numpy, scikit-learn, pycocotools; no metric downloads).
 
-accuracy, macro-F1, per-class precision/recall, top-2 accuracy, expected calibration error (15 equal-width
-confidence bins) and, when volunteer vote fractions are available, the vote RMSE of the 2014 Kaggle Galaxy
-Challenge (root-mean-square error between predicted probabilities and vote fractions).
+* classification: accuracy, macro-F1, per-class precision/recall, top-2 accuracy, expected calibration error
+  (15 equal-width confidence bins) and, when volunteer vote fractions are available, the vote RMSE of the
+  2014 Kaggle Galaxy Challenge (root-mean-square error between predicted probabilities and vote fractions);
+* detection: COCO mAP, mAP50, mAP75, mAR@1/10/100 and per-class AP (:func:`coco_map`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,6 +23,8 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
     top_k_accuracy_score,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -138,3 +145,107 @@ def make_compute_metrics(class_names: Sequence[str]) -> Callable[[Any], dict[str
         return classification_metrics(softmax(logits), labels, names, votes=votes)
 
     return compute_metrics
+
+
+# --------------------------------------------------------------------------------------------- detection
+def _xyxy_to_xywh(b: np.ndarray) -> np.ndarray:
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    return np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
+
+
+def _cxcywh_to_xywh(b: np.ndarray, size_hw: np.ndarray) -> np.ndarray:
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    h, w = float(size_hw[0]), float(size_hw[1])
+    return np.stack(
+        [(b[:, 0] - b[:, 2] / 2) * w, (b[:, 1] - b[:, 3] / 2) * h, b[:, 2] * w, b[:, 3] * h], axis=1
+    )
+
+
+def coco_map(
+    targets: Sequence[dict[str, Any]],
+    detections: Sequence[dict[str, Any]],
+    categories: Sequence[str],
+    *,
+    per_class: bool = True,
+) -> dict[str, float]:
+    """COCO box metrics with pycocotools ``COCOeval``.
+
+    ``targets``: per image ``{"boxes": (n, 4) xywh absolute, "labels": (n,)}`` (optionally ``"size"`` (h, w));
+    ``detections``: per image ``{"boxes": (m, 4) xyxy absolute, "scores": (m,), "labels": (m,)}``.
+    Returns ``map``, ``map_50``, ``map_75``, ``map_small/medium/large``, ``mar_1``, ``mar_10``, ``mar_100`` and
+    ``map_<category>`` for the categories present in the targets (COCO's -1, "no ground truth", becomes NaN;
+    :class:`DetectionMetrics` drops those keys with :func:`finite_metrics` before the ``Trainer`` sees them).
+    """
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    images, anns, dets = [], [], []
+    for i, t in enumerate(targets):
+        size = t.get("size", (1, 1))
+        images.append({"id": i, "height": int(size[0]), "width": int(size[1])})
+        for b, c in zip(np.asarray(t["boxes"]).reshape(-1, 4), np.asarray(t["labels"]).reshape(-1)):
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i,
+                    "category_id": int(c),
+                    "bbox": [float(v) for v in b],
+                    "area": float(b[2] * b[3]),
+                    "iscrowd": 0,
+                }
+            )
+    for i, d in enumerate(detections):
+        for b, s, c in zip(
+            _xyxy_to_xywh(d["boxes"]),
+            np.asarray(d["scores"]).reshape(-1),
+            np.asarray(d["labels"]).reshape(-1),
+        ):
+            dets.append(
+                {"image_id": i, "category_id": int(c), "bbox": [float(v) for v in b], "score": float(s)}
+            )
+    keys = ["map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_1", "mar_10", "mar_100"]
+    if not anns:
+        logger.warning("coco_map: no ground-truth boxes; mAP is undefined")
+        return dict.fromkeys(keys, float("nan"))
+    if not dets:
+        return dict.fromkeys(keys, 0.0)
+    gt = COCO()
+    gt.dataset = {
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": i, "name": n} for i, n in enumerate(categories)],
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+        dt = gt.loadRes(dets)
+        ev = COCOeval(gt, dt, iouType="bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    s = ev.stats
+    out = {k: float(s[j]) for k, j in zip(keys, (0, 1, 2, 3, 4, 5, 6, 7, 8))}
+    out = {k: (float("nan") if v < 0 else v) for k, v in out.items()}
+    if per_class:
+        precision = ev.eval["precision"]  # [iou, recall, class, area, maxdets]
+        present = {a["category_id"] for a in anns}
+        for k, cid in enumerate(ev.params.catIds):
+            if cid not in present:
+                continue
+            p = precision[:, :, k, 0, -1]
+            p = p[p > -1]
+            out[f"map_{categories[cid]}"] = float(p.mean()) if p.size else float("nan")
+    return out
+
+
+def finite_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """``metrics`` without the undefined (NaN/inf) values.
+
+    COCO reports -1 for a metric with no ground truth (e.g. ``map_large`` when every box is small), which
+    :func:`coco_map` turns into NaN; ``Trainer.save_metrics`` would write that NaN into
+    ``eval_results.json`` (not valid JSON) and the model card. The dropped keys are logged.
+    """
+    out = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+    dropped = sorted(set(metrics) - set(out))
+    if dropped:
+        logger.info("metrics undefined on this split (no ground truth of that kind), left out: %s", dropped)
+    return out

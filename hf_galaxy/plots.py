@@ -1,4 +1,4 @@
-"""Training plots written to the output directory (matplotlib, no display needed).
+"""Every picture hf-galaxy writes: dataset grids, confusion matrices, prediction grids, curves, detections.
 
 Figures are built with :class:`matplotlib.figure.Figure` directly (Agg canvas), so nothing here touches
 pyplot's global state or needs a display.
@@ -7,6 +7,7 @@ pyplot's global state or needs a display.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,13 +15,14 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def _save(fig: Figure, path: str | Path, *, dpi: int = 110, tight: bool = True) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight" if tight else None)
     return path
 
 
@@ -114,3 +116,107 @@ def plot_training_curves(log_history: Sequence[dict[str, Any]], path: str | Path
     else:
         ax2.text(0.5, 0.5, "no evaluation logged", ha="center", va="center", transform=ax2.transAxes)
     return _save(fig, path)
+
+
+def sample_grid(
+    dataset,
+    path: str | os.PathLike,
+    *,
+    per_class: int = 4,
+    title: str | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write a PNG grid of up to ``per_class`` random cutouts per class (one row per class, titled with it)."""
+    names = dataset.features["label"].names
+    labels = np.asarray(dataset["label"])
+    rng = np.random.default_rng(seed)
+    picks = {}
+    for c in range(len(names)):
+        idx = np.flatnonzero(labels == c)
+        if len(idx):
+            picks[c] = sorted(rng.choice(idx, size=min(per_class, len(idx)), replace=False).tolist())
+    if not picks:
+        raise ValueError("sample_grid needs a dataset with at least one row")
+    fig = Figure(figsize=(1.9 * per_class, 2.0 * len(picks)))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(picks), per_class, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for r, (c, rows) in enumerate(picks.items()):
+        for k, i in enumerate(rows):
+            axes[r, k].imshow(dataset[int(i)]["image"].convert("RGB"))
+            axes[r, k].set_title(names[c], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path, tight=False)
+
+
+def plot_detections(
+    images: Sequence[Image.Image],
+    detections: Sequence[dict[str, np.ndarray]],
+    categories: Sequence[str],
+    path: str | Path,
+    *,
+    truths: Sequence[dict[str, Any]] | None = None,
+    score_threshold: float = 0.3,
+    columns: int = 4,
+) -> Path:
+    """Draw predicted boxes (solid, with category and score) and true boxes (dashed) on a grid; save PNG."""
+    from matplotlib import colormaps
+    from matplotlib.patches import Rectangle
+
+    n = len(images)
+    if n == 0:
+        raise ValueError("plot_detections: no images")
+    cols = min(columns, n)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(3.2 * cols, 3.2 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    colours = colormaps["tab10"]
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, (img, det) in enumerate(zip(images, detections)):
+        ax = axes.ravel()[i]
+        ax.imshow(img)
+        if truths is not None:
+            t = truths[i]
+            for b, c in zip(t["bbox"], t["category"]):
+                ax.add_patch(
+                    Rectangle(
+                        (b[0], b[1]),
+                        b[2],
+                        b[3],
+                        fill=False,
+                        ls="--",
+                        lw=1.0,
+                        ec=colours(int(c) % 10),
+                        alpha=0.8,
+                    )
+                )
+        scores = np.asarray(det["scores"])
+        keep = scores >= score_threshold
+        title = f"{int(keep.sum())} predicted (score >= {score_threshold})"
+        if not keep.any() and scores.size:  # an untrained model: show its best guesses anyway
+            keep = np.zeros_like(keep)
+            keep[np.argsort(-scores)[:3]] = True
+            title = f"none >= {score_threshold}; best 3 shown"
+        for b, s, c in zip(
+            np.asarray(det["boxes"])[keep], np.asarray(det["scores"])[keep], np.asarray(det["labels"])[keep]
+        ):
+            ax.add_patch(
+                Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False, lw=1.5, ec=colours(int(c) % 10))
+            )
+            ax.text(
+                b[0],
+                b[1],
+                f"{categories[int(c)]} {s:.2f}",
+                fontsize=6,
+                color="white",
+                bbox={"facecolor": colours(int(c) % 10), "alpha": 0.7, "pad": 1, "lw": 0},
+                va="bottom",
+            )
+        ax.set_title(title, fontsize=7)
+    fig.suptitle("predictions (solid) and true boxes (dashed)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path, dpi=100, tight=False)

@@ -1,6 +1,6 @@
 """Fine-tune DETR, or any other ``AutoModelForObjectDetection`` (Conditional / Deformable DETR, YOLOS, RT-DETR),
 on Galaxy Zoo detection sets: boxes from catalogue radii or source extraction, categories from the votes,
-optional multi-object mosaic fields (see :mod:`hf_galaxy.detection`).
+optional multi-object mosaic fields (see :mod:`hf_galaxy.data.detection`).
 
 Defaults come from a YAML file (``--config``); any option on the command line overrides it::
 
@@ -26,18 +26,20 @@ from __future__ import annotations
 
 from transformers import TrainingArguments
 
-from hf_galaxy.detection_training import (
+from hf_galaxy.cli import configure_logging
+from hf_galaxy.training import (
     DetectionDataArguments,
     DetectionModelArguments,
     DetectionScriptArguments,
-    make_detection_parser,
+    GalaxyArgumentParser,
     run_detection,
 )
+from hf_galaxy.training import make_parser as _make_parser
 
 
-def make_parser():
+def make_parser() -> GalaxyArgumentParser:
     """Parser over DetectionScriptArguments, TrainingArguments, DetectionModelArguments, DetectionDataArguments."""
-    return make_detection_parser()
+    return _make_parser(task="detection")
 
 
 def main(
@@ -51,4 +53,6 @@ def main(
 
 
 if __name__ == "__main__":
-    main(*make_parser().parse())
+    args = make_parser().parse()
+    configure_logging(args[1])
+    main(*args)

@@ -34,13 +34,9 @@ from typing import Any
 
 from transformers import TrainingArguments
 
-from hf_galaxy.ensemble import EnsembleArguments, run_ensemble
-from hf_galaxy.training import (
-    DataArguments,
-    GalaxyArgumentParser,
-    ModelArguments,
-    ScriptArguments,
-)
+from hf_galaxy.cli import configure_logging
+from hf_galaxy.ensemble import EnsembleArguments, run_ensemble, summary
+from hf_galaxy.training import DataArguments, GalaxyArgumentParser, ModelArguments, ScriptArguments
 from hf_galaxy.training import make_parser as _make_parser
 
 
@@ -57,14 +53,18 @@ def main(
     ensemble_args: EnsembleArguments | None = None,
 ) -> dict[str, Any]:
     """Build, evaluate, save (and publish) the ensemble; returns the results (table rows, split, folder)."""
-    return run_ensemble(
+    results = run_ensemble(
         script_args,
         training_args,
         model_args,
         data_args or DataArguments(),
         ensemble_args or EnsembleArguments(),
     )
+    print(summary(results))
+    return results
 
 
 if __name__ == "__main__":
-    main(*make_parser().parse())
+    args = make_parser().parse()
+    configure_logging(args[1])
+    main(*args)

@@ -18,13 +18,8 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from hf_galaxy.training import (
-    DataArguments,
-    GalaxyArgumentParser,
-    ModelArguments,
-    ScriptArguments,
-    run_hpo,
-)
+from hf_galaxy.cli import configure_logging
+from hf_galaxy.training import DataArguments, GalaxyArgumentParser, ModelArguments, ScriptArguments, run_hpo
 from hf_galaxy.training import make_parser as _make_parser
 
 
@@ -74,4 +69,6 @@ def main(
 
 
 if __name__ == "__main__":
-    main(*make_parser().parse())
+    args = make_parser().parse()
+    configure_logging(args[1])
+    main(*args)

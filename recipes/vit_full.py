@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from transformers import TrainingArguments
 
+from hf_galaxy.cli import configure_logging
 from hf_galaxy.training import (
     DataArguments,
     GalaxyArgumentParser,
@@ -49,4 +50,6 @@ def main(
 
 
 if __name__ == "__main__":
-    main(*make_parser().parse())
+    args = make_parser().parse()
+    configure_logging(args[1])
+    main(*args)

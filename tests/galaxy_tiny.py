@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hf_galaxy.catalogs.trees import GZ1_CLASSES as _GZ1_CLASSES
+from hf_galaxy.data.catalogs.trees import GZ1_CLASSES as _GZ1_CLASSES
 
 GZ1_CLASSES = list(_GZ1_CLASSES)
 
@@ -18,7 +18,7 @@ TINY_VIT = "vit-tiny"  # preset of hf_galaxy.models.CONFIG_PRESETS (hidden 32, 2
 def draw_spiral(size: int = 48, clockwise: bool = True, arms: int = 2) -> Image.Image:
     """A drawn two-armed logarithmic spiral (white on black); ``clockwise`` sets the winding sense.
 
-    The library's GZ1 convention (:mod:`hf_galaxy.synthetic`): a "clockwise" spiral is Z-wise, its arms
+    The library's GZ1 convention (:mod:`hf_galaxy.data.synthetic`): a "clockwise" spiral is Z-wise, its arms
     followed outward turn *anticlockwise* on the displayed image (y down). Here ``a`` is the
     anticlockwise-positive azimuth on the display (``y = c - r sin a``), so it increases outward.
     """

@@ -13,7 +13,7 @@ import pytest
 import torch
 from huggingface_hub import constants
 
-from hf_galaxy.catalogs.trees import GZ1_CLASSES as _GZ1_CLASSES
+from hf_galaxy.data.catalogs.trees import GZ1_CLASSES as _GZ1_CLASSES
 from hf_galaxy.hub.card import GalaxyCardData, library_versions
 from tests.hub_server import HubServer
 

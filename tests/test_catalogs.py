@@ -1,4 +1,4 @@
-"""Tests for the Galaxy Zoo catalogue readers (hf_galaxy/catalogs/).
+"""Tests for the Galaxy Zoo catalogue readers (hf_galaxy/data/catalogs/).
 
 Fixtures: tests/fixtures/catalogs/ (tables in each release's exact column names, written by
 make_fixtures.py there) and tests/fixtures/real/ (a small copy of real Galaxy Zoo images; see its
@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hf_galaxy.catalogs import FORMATS, CatalogError, detect_format, read_catalog
-from hf_galaxy.catalogs.trees import (
+from hf_galaxy.data.catalogs import FORMATS, CatalogError, detect_format, read_catalog
+from hf_galaxy.data.catalogs.trees import (
     GZ1_TREE,
     GZ2_NATIVE,
     GZ2_TREE,
@@ -89,7 +89,9 @@ def touch_image(path: Path) -> Path:
 def test_every_layout_is_detected_by_exactly_one_reader(path: Path, fmt: str) -> None:
     assert detect_format(path) == fmt
     columns = [] if path.is_dir() else list(pd.read_csv(path, nrows=0).columns)
-    hits = [f for f in FORMATS if importlib.import_module(f"hf_galaxy.catalogs.{f}").sniff(path, columns)]
+    hits = [
+        f for f in FORMATS if importlib.import_module(f"hf_galaxy.data.catalogs.{f}").sniff(path, columns)
+    ]
     assert hits == [fmt]
 
 

@@ -30,21 +30,39 @@ def test_synth_then_prepare_saves_a_loadable_datasetdict(tmp_path) -> None:
     assert main(["synth", str(tmp_path / "zoo"), "-n", "40", "--image-size", "48"]) == 0
     out = tmp_path / "prepared"
     grid = tmp_path / "grid.png"
-    assert main(["prepare", str(tmp_path / "zoo" / "catalog.csv"), "--classes", "elliptical-spiral-other",
-                 "--image-size", "32", "--cache-dir", str(tmp_path / "cache"), "-o", str(out),
-                 "--grid", str(grid)]) == 0
+    assert (
+        main(
+            [
+                "prepare",
+                str(tmp_path / "zoo" / "catalog.csv"),
+                "--classes",
+                "elliptical-spiral-other",
+                "--image-size",
+                "32",
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "-o",
+                str(out),
+                "--grid",
+                str(grid),
+            ]
+        )
+        == 0
+    )
     dsd = datasets.load_from_disk(str(out))
     assert dsd["train"].features["label"].names == ["elliptical", "spiral", "other"]
     assert sum(len(d) for d in dsd.values()) == 40
     assert grid.stat().st_size > 0
-    from hf_galaxy.dataset import describe
+    from hf_galaxy.data.dataset import describe
 
     info = describe(dsd)  # the dataset facts survive save_to_disk / load_from_disk
     assert info["release"] and info["class_names"] == ["elliptical", "spiral", "other"]
 
 
 def test_console_script_entry_point_runs() -> None:
-    proc = subprocess.run([sys.executable, "-m", "hf_galaxy.cli", "--version"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hf_galaxy.cli", "--version"], capture_output=True, text=True
+    )
     assert proc.returncode == 0 and proc.stdout.startswith("hf-galaxy ")
 
 
@@ -62,7 +80,7 @@ def test_demo_config_matches_the_recipe_yaml() -> None:
 
     import yaml
 
-    from hf_galaxy.demo_pipeline import DEMO_CONFIG
+    from hf_galaxy.commands.demo import DEMO_CONFIG
 
     recipe = yaml.safe_load((Path(__file__).parents[1] / "recipes/configs/vit_lora_demo.yaml").read_text())
     assert {k: recipe[k] for k in DEMO_CONFIG} == DEMO_CONFIG
@@ -78,8 +96,14 @@ def test_demo_runs_the_whole_pipeline_offline(tmp_path, capsys) -> None:
     assert main(["demo", "--output-dir", str(out), "-n", "120", "--epochs", "1", "--num-proc", "1"]) == 0
     summary = json.loads((out / "demo_summary.json").read_text())
     assert 0.0 <= summary["metrics"]["test_accuracy"] <= 1.0
-    for name in ("sample_grid.png", "model/confusion_matrix.png", "model/training_curves.png",
-                 "model/model.safetensors", "model/README.md", "publish_dry_run/README.md"):
+    for name in (
+        "sample_grid.png",
+        "model/confusion_matrix.png",
+        "model/training_curves.png",
+        "model/model.safetensors",
+        "model/README.md",
+        "publish_dry_run/README.md",
+    ):
         assert (out / name).stat().st_size > 0, name
     card = ModelCard.load(out / "publish_dry_run" / "README.md")
     assert card.data.pipeline_tag == "image-classification"

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-import hf_galaxy.dataset as hd
+import hf_galaxy.data.dataset as hd
 from hf_galaxy import load_galaxy_dataset
-from hf_galaxy.catalogs import CatalogError
-from hf_galaxy.dataset import ImageError, assign_splits, describe, open_image
+from hf_galaxy.data.catalogs import CatalogError
+from hf_galaxy.data.dataset import ImageError, assign_splits, describe, open_image
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GZ1_NAMES = ["elliptical", "clockwise_spiral", "anticlockwise_spiral", "edge_on", "star_or_unknown", "merger"]
@@ -31,10 +31,26 @@ def write_gz1(root: Path, n: int = 60, seed: int = 0, size: int = 40) -> tuple[P
         oid = 587722981742084144 + i * 7
         f = np.round(rng.dirichlet(np.full(6, 0.4)), 3)
         f[int(np.argmax(f))] += round(1 - f.sum(), 3)
-        rows.append({"OBJID": oid, "RA": f"{i % 24:02d}:{i % 60:02d}:12.34", "DEC": f"-00:{i % 60:02d}:25.7",
-                     "NVOTE": 30 + i, "P_EL": f[0], "P_CW": f[1], "P_ACW": f[2], "P_EDGE": f[3], "P_DK": f[4],
-                     "P_MG": f[5], "P_CS": f[1] + f[2] + f[3], "P_EL_DEBIASED": f[0],
-                     "P_CS_DEBIASED": f[1] + f[2] + f[3], "SPIRAL": 0, "ELLIPTICAL": 0, "UNCERTAIN": 1})
+        rows.append(
+            {
+                "OBJID": oid,
+                "RA": f"{i % 24:02d}:{i % 60:02d}:12.34",
+                "DEC": f"-00:{i % 60:02d}:25.7",
+                "NVOTE": 30 + i,
+                "P_EL": f[0],
+                "P_CW": f[1],
+                "P_ACW": f[2],
+                "P_EDGE": f[3],
+                "P_DK": f[4],
+                "P_MG": f[5],
+                "P_CS": f[1] + f[2] + f[3],
+                "P_EL_DEBIASED": f[0],
+                "P_CS_DEBIASED": f[1] + f[2] + f[3],
+                "SPIRAL": 0,
+                "ELLIPTICAL": 0,
+                "UNCERTAIN": 1,
+            }
+        )
         Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(images / f"{oid}.jpg")
     cat = root / "catalog.csv"
     pd.DataFrame(rows).to_csv(cat, index=False)
@@ -96,8 +112,11 @@ def test_bad_images_are_skipped_reported_and_written_next_to_cache(gz1, tmp_path
     dsd = load_galaxy_dataset(cat, images, cache_dir=tmp_path / "cache", image_size=32)
     assert sum(len(d) for d in dsd.values()) == 57
     reasons = {d["id"]: d["reason"] for d in dsd.report.dropped}
-    assert reasons == {ids[0]: "zero-byte image file", ids[1]: "missing image file",
-                       ids[2]: "truncated image file"}
+    assert reasons == {
+        ids[0]: "zero-byte image file",
+        ids[1]: "missing image file",
+        ids[2]: "truncated image file",
+    }
     report_path = Path(dsd.report.path)
     assert report_path.parent == Path(dsd["train"].cache_files[0]["filename"]).parent
     with open(report_path) as f:
@@ -188,7 +207,9 @@ def test_catalogue_split_column_is_respected(tmp_path) -> None:
             d = root / split / cls
             d.mkdir(parents=True)
             for i in range(n):
-                Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(d / f"{split}{cls}{i}.png")
+                Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(
+                    d / f"{split}{cls}{i}.png"
+                )
     dsd = load_galaxy_dataset(root, cache_dir=tmp_path / "cache")
     assert {s: len(d) for s, d in dsd.items()} == {"train": 12, "validation": 6, "test": 6}
     assert all(i.startswith("val") for i in dsd["validation"]["id"])
@@ -211,7 +232,7 @@ def test_image_modes_convert_to_rgb_consistently(tmp_path) -> None:
     rgba[..., 3] = 0
     rgba[2, 3] = (200, 200, 200, 255)
     Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
-    deep = (gray.astype(np.uint16) * 257)
+    deep = gray.astype(np.uint16) * 257
     Image.fromarray(deep).save(tmp_path / "deep.png")  # 16-bit grayscale PNG
     from astropy.io import fits
 
@@ -219,13 +240,19 @@ def test_image_modes_convert_to_rgb_consistently(tmp_path) -> None:
     cube = np.stack([gray, gray, gray]).astype(np.float32)[:, ::-1]
     fits.PrimaryHDU(cube).writeto(tmp_path / "cube.fits")
     assert Image.open(tmp_path / "deep.png").mode.startswith("I")
-    out = {n: np.asarray(open_image(tmp_path / n)) for n in ("gray.png", "rgba.png", "deep.png", "cut.fits",
-                                                              "cube.fits")}
+    out = {
+        n: np.asarray(open_image(tmp_path / n))
+        for n in ("gray.png", "rgba.png", "deep.png", "cut.fits", "cube.fits")
+    }
     for name, arr in out.items():
         assert arr.shape == (10, 10, 3) and arr.dtype == np.uint8, name
         assert (arr[..., 0] == arr[..., 1]).all() and (arr[..., 1] == arr[..., 2]).all(), name
         assert np.unravel_index(arr[..., 0].argmax(), (10, 10)) == (2, 3), name
-    assert out["gray.png"][2, 3, 0] == 200 and out["deep.png"][2, 3, 0] == 200 and out["rgba.png"][2, 3, 0] == 200
+    assert (
+        out["gray.png"][2, 3, 0] == 200
+        and out["deep.png"][2, 3, 0] == 200
+        and out["rgba.png"][2, 3, 0] == 200
+    )
     assert out["rgba.png"][0, 0].tolist() == [0, 0, 0]  # transparent -> black sky, not white
     assert out["cut.fits"][2, 3, 0] == 255 and out["cut.fits"][0, 0, 0] == 0
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from hf_galaxy import load_galaxy_dataset
-from hf_galaxy.synthetic import make_galaxy_zoo
+from hf_galaxy.data.synthetic import make_galaxy_zoo
 
 GZ1 = ["elliptical", "clockwise_spiral", "anticlockwise_spiral", "edge_on", "star_or_unknown", "merger"]
 P_COLUMNS = ["P_EL", "P_CW", "P_ACW", "P_EDGE", "P_DK", "P_MG"]
@@ -18,8 +18,9 @@ P_COLUMNS = ["P_EL", "P_CW", "P_ACW", "P_EDGE", "P_DK", "P_MG"]
 
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory):
-    return make_galaxy_zoo(tmp_path_factory.mktemp("zoo") / "gz1", 2000, seed=3, image_size=32,
-                           show_progress=False)
+    return make_galaxy_zoo(
+        tmp_path_factory.mktemp("zoo") / "gz1", 2000, seed=3, image_size=32, show_progress=False
+    )
 
 
 def expected_counts(catalog: Path, scheme: str, threshold: float = 0.8) -> dict[str, int]:
@@ -41,8 +42,9 @@ def counts_of(dsd) -> dict[str, int]:
 
 @pytest.mark.parametrize("scheme", ["plurality", "clean", "votes"])
 def test_six_gz1_classes_with_the_counts_each_scheme_implies(zoo, tmp_path, scheme) -> None:
-    dsd = load_galaxy_dataset(zoo.catalog_path, zoo.image_dir, label_scheme=scheme,
-                              cache_dir=tmp_path / "cache")
+    dsd = load_galaxy_dataset(
+        zoo.catalog_path, zoo.image_dir, label_scheme=scheme, cache_dir=tmp_path / "cache"
+    )
     assert dsd["train"].features["label"].names == GZ1
     expected = expected_counts(zoo.catalog_path, scheme)
     assert counts_of(dsd) == expected
@@ -61,7 +63,9 @@ def test_six_gz1_classes_with_the_counts_each_scheme_implies(zoo, tmp_path, sche
 def test_plurality_mostly_recovers_the_true_class(zoo, tmp_path) -> None:
     dsd = load_galaxy_dataset(zoo.catalog_path, zoo.image_dir, cache_dir=tmp_path / "cache")
     truth = pd.read_csv(zoo.truth_path, dtype={"OBJID": str}).set_index("OBJID")["true_class"]
-    rows = [(r["id"], GZ1[r["label"]]) for split in dsd.values() for r in split.select_columns(["id", "label"])]
+    rows = [
+        (r["id"], GZ1[r["label"]]) for split in dsd.values() for r in split.select_columns(["id", "label"])
+    ]
     agree = np.mean([truth[i] == c for i, c in rows])
     assert agree > 0.75
 
@@ -69,7 +73,7 @@ def test_plurality_mostly_recovers_the_true_class(zoo, tmp_path) -> None:
 def test_detection_task_gives_the_transformers_detection_layout(tmp_path) -> None:
     import json
 
-    from hf_galaxy.detection import box_iou
+    from hf_galaxy.data.detection import box_iou
 
     small = make_galaxy_zoo(tmp_path / "det", 30, seed=5, image_size=128, show_progress=False)
     dsd = load_galaxy_dataset(small.catalog_path, small.image_dir, task="detection", cache_dir=tmp_path / "c")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hf_galaxy.detection import (
+from hf_galaxy.data.detection import (
     EXTRA_CATEGORIES,
     BoxConfig,
     DetectionError,
@@ -34,14 +34,14 @@ GZ1 = ["elliptical", "clockwise_spiral", "anticlockwise_spiral", "edge_on", "sta
 
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory):
-    from hf_galaxy.synthetic import make_galaxy_zoo
+    from hf_galaxy.data.synthetic import make_galaxy_zoo
 
     return make_galaxy_zoo(tmp_path_factory.mktemp("zoo"), 36, seed=5, image_size=64, show_progress=False)
 
 
 @pytest.fixture(scope="module")
 def cls_data(zoo, tmp_path_factory):
-    from hf_galaxy.dataset import load_galaxy_dataset
+    from hf_galaxy.data.dataset import load_galaxy_dataset
 
     return load_galaxy_dataset(zoo.catalog_path, zoo.image_dir, cache_dir=tmp_path_factory.mktemp("cache"))
 
@@ -124,7 +124,7 @@ def test_empty_image_has_no_objects():
 
 def test_truth_check_on_synthetic_cutouts(tmp_path):
     """Extracted galaxy boxes match the true boxes with IoU >= 0.7 for at least 90% of galaxies."""
-    from hf_galaxy.synthetic import make_galaxy_zoo
+    from hf_galaxy.data.synthetic import make_galaxy_zoo
 
     zoo = make_galaxy_zoo(tmp_path, 120, seed=11, image_size=128, show_progress=False)
     truth = json.loads(Path(zoo.boxes_path).read_text())
@@ -276,7 +276,7 @@ def test_mosaic_boxes_follow_the_pixels():
     """A single bright square pasted with rotation and scaling still lies inside its box."""
     import datasets
 
-    from hf_galaxy.detection import detection_features
+    from hf_galaxy.data.detection import detection_features
 
     arr = np.zeros((40, 40, 3), dtype=np.uint8)
     arr[5:15, 20:35] = 255
@@ -332,7 +332,7 @@ def test_export_coco_of_real_cutouts(tmp_path):
     """Real DECaLS ring cutouts and GZ2/Kaggle images: segmentation boxes -> COCO -> pycocotools."""
     import datasets
 
-    from hf_galaxy.dataset import load_galaxy_dataset
+    from hf_galaxy.data.dataset import load_galaxy_dataset
 
     rings = load_galaxy_dataset(
         REAL / "rings" / "catalog.csv", label_column="ring", cache_dir=tmp_path / "c1"
@@ -401,7 +401,7 @@ def test_load_coco_malformed_entries_name_the_file_and_id(tmp_path, change, matc
 
 
 def test_to_detection_carries_the_dataset_facts(det, cls_data):
-    from hf_galaxy.dataset import describe
+    from hf_galaxy.data.dataset import describe
 
     facts = describe(det)
     assert facts["release"] == cls_data.galaxy_info["release"] and facts["release"]

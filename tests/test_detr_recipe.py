@@ -13,23 +13,22 @@ import pytest
 import torch
 from PIL import Image
 
-from hf_galaxy.detection_training import (
+from hf_galaxy.data.transforms import (
     DetectionAugment,
     DetectionAugmentConfig,
     DetectionCollator,
     DetectionTransform,
+)
+from hf_galaxy.inference import predict_detections
+from hf_galaxy.metrics import coco_map
+from hf_galaxy.models import load_detector
+from hf_galaxy.models.detection import (
     accepts_pixel_mask,
-    build_detection_trainer,
-    coco_map,
     disable_backbone_checkpointing,
     enable_backbone_checkpointing,
-    load_detector,
-    make_detection_parser,
-    pack_targets,
-    predict_detections,
     set_backbone_trainable,
-    unpack_targets,
 )
+from hf_galaxy.training import build_detection_trainer, make_parser, pack_targets, unpack_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 CATS = [
@@ -254,9 +253,9 @@ def test_backbone_trainable_and_checkpointing_give_same_gradients():
 
 @pytest.fixture(scope="module")
 def det_data(tmp_path_factory):
-    from hf_galaxy.dataset import load_galaxy_dataset
-    from hf_galaxy.detection import to_detection
-    from hf_galaxy.synthetic import make_galaxy_zoo
+    from hf_galaxy.data.dataset import load_galaxy_dataset
+    from hf_galaxy.data.detection import to_detection
+    from hf_galaxy.data.synthetic import make_galaxy_zoo
 
     tmp = tmp_path_factory.mktemp("detr")
     zoo = make_galaxy_zoo(tmp / "zoo", 30, seed=2, image_size=64, show_progress=False)
@@ -267,7 +266,7 @@ def det_data(tmp_path_factory):
 def test_tiny_detector_trains_evaluates_and_predicts(preset, det_data, tmp_path):
     from transformers import TrainingArguments
 
-    from hf_galaxy.detection import categories_of
+    from hf_galaxy.data.detection import categories_of
 
     cats = categories_of(det_data)
     model, proc = load_detector(None, cats, model_config=preset, image_size=64)
@@ -331,7 +330,7 @@ def test_tiny_detector_trains_evaluates_and_predicts(preset, det_data, tmp_path)
 def test_other_detector_families_train_and_evaluate(preset, det_data, tmp_path):
     from transformers import TrainingArguments
 
-    from hf_galaxy.detection import categories_of
+    from hf_galaxy.data.detection import categories_of
 
     cats = categories_of(det_data)
     model, proc = load_detector(None, cats, model_config=preset, image_size=64)
@@ -365,8 +364,8 @@ def test_other_detector_families_train_and_evaluate(preset, det_data, tmp_path):
 
 # ------------------------------------------------------------------------------------------ recipe
 def test_load_detection_data_from_coco_folder_with_mosaics(det_data, tmp_path):
-    from hf_galaxy.detection import categories_of, export_coco
-    from hf_galaxy.detection_training import DetectionDataArguments, load_detection_data
+    from hf_galaxy.data.detection import categories_of, export_coco
+    from hf_galaxy.training import DetectionDataArguments, load_detection_data
 
     export_coco(det_data, tmp_path / "coco")
     args = DetectionDataArguments(mosaics=4, mosaic_size_min=96, mosaic_size_max=112)
@@ -379,7 +378,7 @@ def test_load_detection_data_from_coco_folder_with_mosaics(det_data, tmp_path):
 
 
 def test_parser_yaml_cli_and_cpu_precision_fallback(tmp_path):
-    script, targs, margs, dargs = make_detection_parser().parse(
+    script, targs, margs, dargs = make_parser(task="detection").parse(
         [
             "--config",
             str(ROOT / "recipes/configs/detr_tiny.yaml"),
@@ -389,14 +388,14 @@ def test_parser_yaml_cli_and_cpu_precision_fallback(tmp_path):
             str(tmp_path),
         ]
     )
-    assert margs.model_config == "detr-tiny" and targs.max_steps == 2 and dargs.image_size == 64
+    assert margs.model_config == "detr-tiny" and targs.max_steps == 2 and dargs.processor_size == 64
     assert targs.gradient_checkpointing and script.backbone_checkpointing
     if not torch.cuda.is_available():
         assert script.precision == "fp32" and not targs.fp16
     bad = tmp_path / "bad.yaml"
     bad.write_text("model_config: detr-tiny\nnot_an_option: 1\n")
     with pytest.raises(SystemExit):
-        make_detection_parser().parse(["--config", str(bad)])
+        make_parser(task="detection").parse(["--config", str(bad)])
 
 
 def _launch(config: str, out: Path) -> None:
@@ -485,7 +484,7 @@ _ORACLE_IMAGES = [
 def _oracle_dataset():
     import datasets
 
-    from hf_galaxy.detection import detection_features
+    from hf_galaxy.data.detection import detection_features
 
     rows = []
     for i, ((w, h), boxes, cats) in enumerate(_ORACLE_IMAGES):
@@ -509,7 +508,7 @@ def _oracle_dataset():
 
 
 def test_rt_detr_ignores_pixel_mask_so_it_is_treated_as_maskless():
-    from hf_galaxy.detection_training import pixel_mask_changes_output
+    from hf_galaxy.models.detection import pixel_mask_changes_output
 
     truth = {"detr-tiny": True, "yolos-tiny": False, "rt-detr-tiny": False}
     for preset, uses in truth.items():
@@ -532,12 +531,10 @@ def test_oracle_predictions_give_perfect_map_through_the_pipeline(preset):
     import transformers
     from transformers import EvalPrediction
 
-    from hf_galaxy.detection_training import (
-        PAD_MULTIPLE,
-        DetectionMetrics,
-        pixel_mask_changes_output,
-        post_process,
-    )
+    from hf_galaxy.data.transforms import PAD_MULTIPLE
+    from hf_galaxy.inference import post_process
+    from hf_galaxy.models.detection import pixel_mask_changes_output
+    from hf_galaxy.training import DetectionMetrics
 
     torch.manual_seed(0)
     model, _ = load_detector(None, CATS, model_config=preset, image_size=64)
@@ -589,7 +586,7 @@ def test_oracle_predictions_give_perfect_map_through_the_pipeline(preset):
 
 
 def test_detection_metrics_leave_out_undefined_coco_values():
-    from hf_galaxy.detection_training import finite_metrics
+    from hf_galaxy.metrics import finite_metrics
 
     targets = [{"boxes": np.array([[2, 2, 5, 5]]), "labels": np.array([0]), "size": (16, 16)}]
     dets = [{"boxes": np.array([[2, 2, 7, 7]]), "scores": np.array([0.9]), "labels": np.array([0])}]
@@ -605,7 +602,7 @@ def _no_nan(name):
 
 
 def test_card_metrics_keep_only_prefixed_quality_metrics():
-    from hf_galaxy.detection_training import card_metrics
+    from hf_galaxy.training import card_metrics
 
     final = {
         "test_map": 0.5,

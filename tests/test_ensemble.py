@@ -19,7 +19,6 @@ from hf_galaxy.ensemble import (
     RESULTS_NAME,
     GalaxyEnsemble,
     LabelMismatchError,
-    _bootstrap,
     cross_fit_stacking,
     fit_vote_weights,
     hard_vote,
@@ -29,6 +28,7 @@ from hf_galaxy.ensemble import (
     soft_vote,
     train_members,
 )
+from hf_galaxy.ensemble.strategies import _bootstrap
 from tests.galaxy_tiny import GZ1_CLASSES, TINY_VIT, load_recipe, tiny_dataset_dict
 
 SEEDS = (0, 1, 2)
@@ -59,8 +59,8 @@ def data():
 @pytest.fixture(scope="module")
 def member_dirs(tmp_path_factory, data) -> list[Path]:
     """Three tiny ViTs trained 25 steps each on the same data with seeds 0, 1, 2 (saved like a recipe run)."""
+    from hf_galaxy.data.transforms import ProcessorSpec
     from hf_galaxy.models import load_classifier
-    from hf_galaxy.transforms import ProcessorSpec
 
     root = tmp_path_factory.mktemp("members")
     dirs = []
@@ -201,7 +201,7 @@ def test_differing_label_maps_are_an_error_that_shows_both(member_dirs, tmp_path
 def test_one_pass_preprocesses_each_image_once_per_distinct_processor(
     member_dirs, data, tmp_path, monkeypatch
 ):
-    from hf_galaxy.transforms import ProcessorSpec
+    from hf_galaxy.data.transforms import ProcessorSpec
 
     # a fourth member whose processor normalises differently must get its own preprocessing
     odd = tmp_path / "odd-norm"
@@ -232,8 +232,8 @@ def test_one_pass_preprocesses_each_image_once_per_distinct_processor(
 
 
 def test_tta_rotation_averaging_composes_with_ensembling(ensemble, data):
-    from hf_galaxy.training import TTAClassifier
-    from hf_galaxy.transforms import ProcessorSpec
+    from hf_galaxy.data.transforms import ProcessorSpec
+    from hf_galaxy.inference import TTAClassifier
 
     angles = [0, 90, 180, 270]
     probs = ensemble.predict_proba(data["test"], tta_rotations=angles, progress=False)

@@ -6,16 +6,33 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hf_galaxy.catalogs.base import Catalog, DecisionTree, Question
-from hf_galaxy.labels import LabelError, make_labels, share_asked
+from hf_galaxy.data.catalogs.base import Catalog, DecisionTree, Question
+from hf_galaxy.data.labels import LabelError, make_labels, share_asked
 
-GZ1 = DecisionTree("gz1", (Question("gz1", ("elliptical", "clockwise_spiral", "anticlockwise_spiral",
-                                             "edge_on", "star_or_unknown", "merger")),))
-TREE = DecisionTree("mini", (
-    Question("smooth-or-featured", ("smooth", "featured-or-disk", "artifact")),
-    Question("disk-edge-on", ("yes", "no"), parent=("smooth-or-featured", "featured-or-disk")),
-    Question("has-spiral-arms", ("yes", "no"), parent=("disk-edge-on", "no")),
-))
+GZ1 = DecisionTree(
+    "gz1",
+    (
+        Question(
+            "gz1",
+            (
+                "elliptical",
+                "clockwise_spiral",
+                "anticlockwise_spiral",
+                "edge_on",
+                "star_or_unknown",
+                "merger",
+            ),
+        ),
+    ),
+)
+TREE = DecisionTree(
+    "mini",
+    (
+        Question("smooth-or-featured", ("smooth", "featured-or-disk", "artifact")),
+        Question("disk-edge-on", ("yes", "no"), parent=("smooth-or-featured", "featured-or-disk")),
+        Question("has-spiral-arms", ("yes", "no"), parent=("disk-edge-on", "no")),
+    ),
+)
 
 
 def gz1_catalog(rows: list[list[float]]) -> Catalog:
@@ -37,8 +54,14 @@ ROWS = [
 def test_plurality_clean_and_votes_schemes_differ_as_documented() -> None:
     cat = gz1_catalog(ROWS)
     plur = make_labels(cat)
-    assert plur.class_names == ["elliptical", "clockwise_spiral", "anticlockwise_spiral", "edge_on",
-                                "star_or_unknown", "merger"]
+    assert plur.class_names == [
+        "elliptical",
+        "clockwise_spiral",
+        "anticlockwise_spiral",
+        "edge_on",
+        "star_or_unknown",
+        "merger",
+    ]
     assert plur.labels.tolist() == [0, 1, 2, 3, 5]
     clean = make_labels(cat, label_scheme="clean", threshold=0.8)
     assert clean.table["id"].tolist() == ["g0", "g2", "g4"]
@@ -51,11 +74,13 @@ def test_plurality_clean_and_votes_schemes_differ_as_documented() -> None:
 
 
 def test_bad_fractions_are_excluded_and_counted() -> None:
-    rows = [*ROWS,
-            [np.nan, 0.2, 0.2, 0.2, 0.2, 0.2],
-            [-0.1, 0.5, 0.3, 0.1, 0.1, 0.1],
-            [1.2, 0.0, 0.0, 0.0, 0.0, 0.0],
-            [0.3, 0.3, 0.1, 0.0, 0.0, 0.0]]  # sums to 0.7
+    rows = [
+        *ROWS,
+        [np.nan, 0.2, 0.2, 0.2, 0.2, 0.2],
+        [-0.1, 0.5, 0.3, 0.1, 0.1, 0.1],
+        [1.2, 0.0, 0.0, 0.0, 0.0, 0.0],
+        [0.3, 0.3, 0.1, 0.0, 0.0, 0.0],
+    ]  # sums to 0.7
     lab = make_labels(gz1_catalog(rows))
     assert len(lab.labels) == 5
     assert lab.counts["vote fraction NaN, negative or > 1"] == 3
@@ -90,16 +115,18 @@ def test_class_selection_drops_other_winners_and_renormalises() -> None:
 
 
 def test_question_and_share_of_volunteers_asked() -> None:
-    table = pd.DataFrame({
-        "id": ["a", "b", "c"],
-        "smooth-or-featured_smooth": [0.1, 0.8, 0.2],
-        "smooth-or-featured_featured-or-disk": [0.9, 0.2, 0.8],
-        "smooth-or-featured_artifact": [0.0, 0.0, 0.0],
-        "disk-edge-on_yes": [0.1, 0.0, 0.5],
-        "disk-edge-on_no": [0.9, 1.0, 0.5],
-        "has-spiral-arms_yes": [0.7, 0.5, 0.2],
-        "has-spiral-arms_no": [0.3, 0.5, 0.8],
-    })
+    table = pd.DataFrame(
+        {
+            "id": ["a", "b", "c"],
+            "smooth-or-featured_smooth": [0.1, 0.8, 0.2],
+            "smooth-or-featured_featured-or-disk": [0.9, 0.2, 0.8],
+            "smooth-or-featured_artifact": [0.0, 0.0, 0.0],
+            "disk-edge-on_yes": [0.1, 0.0, 0.5],
+            "disk-edge-on_no": [0.9, 1.0, 0.5],
+            "has-spiral-arms_yes": [0.7, 0.5, 0.2],
+            "has-spiral-arms_no": [0.3, 0.5, 0.8],
+        }
+    )
     cat = Catalog(table=table, release="decals", source="mem.csv", tree=TREE)
     np.testing.assert_allclose(share_asked(table, TREE, TREE.question("has-spiral-arms")), [0.81, 0.2, 0.4])
     lab = make_labels(cat, question="has-spiral-arms")
@@ -116,8 +143,14 @@ def test_question_and_share_of_volunteers_asked() -> None:
 
 def test_ready_label_column_with_class_names() -> None:
     table = pd.DataFrame({"id": ["a", "b", "c", "d"], "ring": [1, 0, 1, None]})
-    cat = Catalog(table=table, release="decals", source="rings.csv", tree=None, label_columns=("ring",),
-                  class_names={"ring": ["not_ring", "ring"]})
+    cat = Catalog(
+        table=table,
+        release="decals",
+        source="rings.csv",
+        tree=None,
+        label_columns=("ring",),
+        class_names={"ring": ["not_ring", "ring"]},
+    )
     lab = make_labels(cat)  # no vote question: the ready column is used
     assert lab.scheme == "column" and lab.class_names == ["not_ring", "ring"]
     assert lab.labels.tolist() == [1, 0, 1]
@@ -156,10 +189,15 @@ def test_a_class_in_two_merged_classes_is_an_error() -> None:
 
 
 def test_gz2_something_odd_is_reached_by_every_path_but_artifact() -> None:
-    from hf_galaxy.catalogs.trees import GZ2_TREE
+    from hf_galaxy.data.catalogs.trees import GZ2_TREE
 
-    table = pd.DataFrame({"id": ["a", "b"], "smooth-or-featured_smooth": [0.5, 0.1],
-                          "smooth-or-featured_featured-or-disk": [0.4, 0.1],
-                          "smooth-or-featured_artifact": [0.1, 0.8]})
+    table = pd.DataFrame(
+        {
+            "id": ["a", "b"],
+            "smooth-or-featured_smooth": [0.5, 0.1],
+            "smooth-or-featured_featured-or-disk": [0.4, 0.1],
+            "smooth-or-featured_artifact": [0.1, 0.8],
+        }
+    )
     share = share_asked(table, GZ2_TREE, GZ2_TREE.question("something-odd"))
     np.testing.assert_allclose(share, [0.9, 0.2])

@@ -16,9 +16,9 @@ import pytest
 import torch
 from transformers import TrainerCallback, TrainingArguments
 
+from hf_galaxy.data.transforms import ProcessorSpec
 from hf_galaxy.models import ModelNotFoundError, load_for_inference
 from hf_galaxy.training import DataArguments, ModelArguments, ScriptArguments, run_training
-from hf_galaxy.transforms import ProcessorSpec
 from tests.galaxy_tiny import GZ1_CLASSES, RECIPES, TINY_VIT, load_recipe, save_tiny_dataset
 
 ROOT = RECIPES.parent
@@ -121,7 +121,7 @@ def test_two_process_ddp_writes_once(tmp_path, saved_dsd):
     assert log.count("hf-galaxy: wrote the merged LoRA model") == 1, log[-3000:]
     assert "(process 0 of 2)" in log and "(process 1 of 2)" not in log  # the replica logs no save line
     # and no file is (re)written after the main process reported its save (the replica would write later)
-    saved_at = re.search(r"^(\S+ \S+) WARNING \S+: hf-galaxy: wrote the merged", log, re.MULTILINE)
+    saved_at = re.search(r"^(\S+ \S+) INFO \S+: hf-galaxy: wrote the merged", log, re.MULTILINE)
     assert saved_at, log[-3000:]
     saved_ts = datetime.strptime(saved_at.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
     for name in ("model.safetensors", "config.json", "adapter/adapter_model.safetensors", "eval_results.json",
@@ -294,14 +294,15 @@ def test_cli_train_evaluate_predict(tmp_path, saved_dsd, capsys):
 def test_evaluate_scores_the_training_runs_held_out_test_split(tmp_path, monkeypatch, capsys):
     # training --seed 42 (as the shipped YAMLs) must not move the catalogue split: --split_seed (default 0)
     # sets it, as in hf-galaxy prepare / evaluate, so `evaluate` scores galaxies the model never trained on
-    import hf_galaxy.training as training
+    import hf_galaxy.inference as inference
+    import hf_galaxy.training.classification as training
     from hf_galaxy.cli import main as cli
-    from hf_galaxy.dataset import load_galaxy_dataset
-    from hf_galaxy.synthetic import make_galaxy_zoo
+    from hf_galaxy.data.dataset import load_galaxy_dataset
+    from hf_galaxy.data.synthetic import make_galaxy_zoo
 
     zoo = make_galaxy_zoo(tmp_path / "zoo", 60, seed=0, image_size=32)
     loaded, evaluated = [], []
-    real_load, real_evaluate = training.load_training_data, training.evaluate_model
+    real_load, real_evaluate = training.load_training_data, inference.evaluate_model
 
     def spy_load(*args, **kwargs):
         dsd = real_load(*args, **kwargs)
@@ -313,7 +314,7 @@ def test_evaluate_scores_the_training_runs_held_out_test_split(tmp_path, monkeyp
         return real_evaluate(model, dataset_split, **kwargs)
 
     monkeypatch.setattr(training, "load_training_data", spy_load)
-    monkeypatch.setattr(training, "evaluate_model", spy_evaluate)
+    monkeypatch.setattr(inference, "evaluate_model", spy_evaluate)
     out = tmp_path / "model"
     load_recipe("vit_full").main(
         ScriptArguments(dataset=str(zoo.catalog_path), num_grid_images=0),
@@ -336,7 +337,7 @@ def test_evaluate_scores_the_training_runs_held_out_test_split(tmp_path, monkeyp
 @pytest.mark.slow
 def test_evaluate_takes_the_merged_classes_the_model_was_trained_with(tmp_path, capsys):
     from hf_galaxy.cli import main as cli
-    from hf_galaxy.synthetic import make_galaxy_zoo
+    from hf_galaxy.data.synthetic import make_galaxy_zoo
 
     zoo = make_galaxy_zoo(tmp_path / "zoo", 40, seed=1, image_size=32, show_progress=False)
     out = tmp_path / "model"
@@ -346,7 +347,15 @@ def test_evaluate_takes_the_merged_classes_the_model_was_trained_with(tmp_path, 
         ModelArguments(model_config=TINY_VIT),
         DataArguments(image_dir=str(zoo.image_dir), classes="elliptical-spiral-other"),
     )
-    base = ["evaluate", "--model", str(out), "--dataset", str(zoo.catalog_path), "--image_dir", str(zoo.image_dir)]
+    base = [
+        "evaluate",
+        "--model",
+        str(out),
+        "--dataset",
+        str(zoo.catalog_path),
+        "--image_dir",
+        str(zoo.image_dir),
+    ]
     assert cli(base) == 2  # six GZ1 classes against a three-class model: refused, naming both
     assert "elliptical" in capsys.readouterr().err
     assert cli([*base, "--classes", "elliptical-spiral-other"]) == 0

@@ -1,4 +1,4 @@
-"""Tests for hf_galaxy.synthetic: the procedural GZ1 release (catalogue, images, truth, boxes)."""
+"""Tests for hf_galaxy.data.synthetic: the procedural GZ1 release (catalogue, images, truth, boxes)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from hf_galaxy.synthetic import (
+from hf_galaxy.data.synthetic import (
     CATALOG_COLUMNS,
     GRAY_SKY_LEVEL,
     GRAY_SKY_RMS,
@@ -303,6 +303,7 @@ def test_truth_boxes(boxes: dict, truth: pd.DataFrame) -> None:
 
 def test_boxes_match_sep_segmentation(tmp_path: Path) -> None:
     import sep  # a required dependency: a missing sep must fail, not skip
+
     size = 128
     z = make_galaxy_zoo(tmp_path, n=30, seed=5, image_size=size, show_progress=False)
     boxes = json.loads(z.boxes_path.read_text())

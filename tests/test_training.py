@@ -11,18 +11,16 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import TrainingArguments
 
+from hf_galaxy.inference import TTAClassifier, list_inputs, predict_files
 from hf_galaxy.training import (
     ConfigError,
     DataArguments,
-    TTAClassifier,
     apply_precision,
     collate_galaxy,
-    list_inputs,
     load_training_data,
     load_yaml_config,
     make_parser,
     parse_rotations,
-    predict_files,
     resolve_precision,
     soft_label_loss,
     train_classifier,
@@ -179,7 +177,7 @@ def test_saved_dataset_dict_loads(tmp_path):
 
 @pytest.fixture(scope="module")
 def small_zoo(tmp_path_factory):
-    from hf_galaxy.synthetic import make_galaxy_zoo
+    from hf_galaxy.data.synthetic import make_galaxy_zoo
 
     return make_galaxy_zoo(tmp_path_factory.mktemp("zoo"), 40, seed=0, image_size=32)
 
@@ -201,7 +199,7 @@ def test_catalogue_classes_parsed_like_prepare(small_zoo):
 
 
 def test_catalogue_split_uses_split_seed_not_the_training_seed(small_zoo):
-    from hf_galaxy.dataset import load_galaxy_dataset
+    from hf_galaxy.data.dataset import load_galaxy_dataset
 
     assert DataArguments().split_seed == 0
     args = DataArguments(image_dir=str(small_zoo.image_dir))

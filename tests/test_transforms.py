@@ -9,9 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from hf_galaxy.models import default_image_processor
-from hf_galaxy.synthetic import render_galaxy, sample_galaxy_params
-from hf_galaxy.transforms import (
+from hf_galaxy.data.synthetic import render_galaxy, sample_galaxy_params
+from hf_galaxy.data.transforms import (
     AugmentConfig,
     GalaxyAugment,
     GalaxyTransform,
@@ -21,6 +20,7 @@ from hf_galaxy.transforms import (
     rotate_pixel_values,
     zoom_crop,
 )
+from hf_galaxy.models import default_image_processor
 from tests.galaxy_tiny import GZ1_CLASSES, draw_spiral
 
 
@@ -79,7 +79,7 @@ def test_mirror_of_rendered_clockwise_spiral_is_the_anticlockwise_rendering(seed
 
 
 def test_draw_spiral_winds_like_the_library_convention():
-    # GZ1 clockwise = Z-wise (hf_galaxy.synthetic): followed outward, the arms turn anticlockwise on the
+    # GZ1 clockwise = Z-wise (hf_galaxy.data.synthetic): followed outward, the arms turn anticlockwise on the
     # displayed image, so the clockwise-positive azimuth decreases with radius.
     params = sample_galaxy_params("clockwise_spiral", np.random.default_rng(0), clarity=1.0)
     params.update(q=1.0, arms=2)
@@ -108,7 +108,7 @@ def test_random_flips_keep_label_consistent_with_image():
 
 def test_flips_off_when_chirality_cannot_be_swapped(caplog):
     names = ["elliptical", "clockwise_spiral", "other"]
-    with caplog.at_level(logging.WARNING, logger="hf_galaxy.transforms"):
+    with caplog.at_level(logging.WARNING, logger="hf_galaxy.data.transforms"):
         aug = GalaxyAugment(names, AugmentConfig(rotate=False, crop_scale=(1.0, 1.0), scale_jitter=0.0))
     assert not aug.flip and "Flip augmentation turned off" in caplog.text
     img = draw_spiral(32)

@@ -1,0 +1,30 @@
+"""The ``hf-galaxy`` subcommands, one module each (``HELP``, ``add_arguments(parser)``, ``run(args) -> int``).
+
+The recipe-backed commands (``train``, ``ensemble``) reuse the recipes' parsers through
+:func:`add_recipe_arguments` and :func:`recipe_arguments`, so their options are the recipes' options.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+_UNSET = object()
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser, recipe_parser: argparse.ArgumentParser) -> None:
+    """Give ``parser`` every option of ``recipe_parser`` (a recipe's ``make_parser(add_help=False)``), each
+    defaulting to a sentinel, so :func:`recipe_arguments` can tell command-line values from YAML/defaults."""
+    parser._add_container_actions(recipe_parser)
+    for action in parser._actions:
+        if action.dest not in ("help", argparse.SUPPRESS):
+            action.default = _UNSET
+
+
+def recipe_arguments(args: argparse.Namespace, recipe_parser: Any) -> tuple[Any, ...]:
+    """The recipe's dataclasses from defaults, then ``--config`` YAML, then the options given on the command line."""
+    explicit = {
+        k: v for k, v in vars(args).items() if v is not _UNSET and not k.startswith("_") and k != "command"
+    }
+    config = explicit.pop("config", None)
+    return recipe_parser.build(explicit, config)

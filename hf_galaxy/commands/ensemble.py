@@ -21,42 +21,38 @@ HELP = (
     "boosting): member/ensemble metrics table, saved ensemble, optional publish"
 )
 
-_UNSET = object()
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from hf_galaxy.commands import add_recipe_arguments
     from hf_galaxy.ensemble import EnsembleArguments
     from hf_galaxy.training import make_parser
 
-    recipe = make_parser(use_lora=False, extra_dataclasses=[EnsembleArguments], add_help=False)
-    parser._add_container_actions(recipe)
-    # every option defaults to a sentinel, so run() can tell command-line values from YAML/defaults
-    for action in parser._actions:
-        if action.dest not in ("help", argparse.SUPPRESS):
-            action.default = _UNSET
+    add_recipe_arguments(
+        parser, make_parser(use_lora=False, extra_dataclasses=[EnsembleArguments], add_help=False)
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from hf_galaxy.ensemble import EnsembleArguments, run_ensemble
+    from hf_galaxy.cli import configure_logging
+    from hf_galaxy.commands import recipe_arguments
+    from hf_galaxy.ensemble import EnsembleArguments, run_ensemble, summary
     from hf_galaxy.hub.publish import PublishError
     from hf_galaxy.training import ConfigError, make_parser
 
-    explicit = {
-        k: v for k, v in vars(args).items() if v is not _UNSET and not k.startswith("_") and k != "command"
-    }
-    config = explicit.pop("config", None)
     parser = make_parser(use_lora=False, extra_dataclasses=[EnsembleArguments])
     try:
-        script_args, training_args, model_args, data_args, ensemble_args = parser.build(explicit, config)
+        script_args, training_args, model_args, data_args, ensemble_args = recipe_arguments(args, parser)
     except (ConfigError, ValueError) as err:
         raise SystemExit(f"hf-galaxy ensemble: error: {err}") from err
     if not script_args.dataset:
         raise SystemExit(
             "hf-galaxy ensemble: error: --dataset is required (the splits to fit and evaluate on)"
         )
+    configure_logging(training_args)
     try:
-        run_ensemble(script_args, training_args, model_args, data_args, ensemble_args)
+        results = run_ensemble(script_args, training_args, model_args, data_args, ensemble_args)
     except (PublishError, ValueError, FileNotFoundError) as err:  # LabelMismatchError is a ValueError
         print(f"hf-galaxy ensemble: error: {err}", file=sys.stderr)
         return 1
+    print(summary(results))
     return 0

@@ -60,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hf_galaxy.training import DataArguments, evaluate_model, load_training_data, parse_rotations
+    from hf_galaxy.inference import evaluate_model
+    from hf_galaxy.training import DataArguments, load_training_data, parse_rotations
 
     model_path = Path(args.model)
     output_dir = Path(args.output_dir or (model_path / "eval" if model_path.is_dir() else "eval"))

@@ -32,8 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from hf_galaxy.inference import list_inputs, predict_files
     from hf_galaxy.models import load_for_inference
-    from hf_galaxy.training import list_inputs, parse_rotations, predict_files
+    from hf_galaxy.training import parse_rotations
 
     model, processor = load_for_inference(args.model)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 HELP = "convert a Galaxy Zoo catalogue (+ cutouts) or image folder into a saved Hugging Face DatasetDict"
@@ -14,12 +13,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-dir", default=None, help="folder with the cutouts")
     parser.add_argument("--output", "-o", default=None, help="save the DatasetDict here (save_to_disk)")
     parser.add_argument("--format", default="auto", help="catalogue layout (default: auto-detect)")
-    parser.add_argument("--label-scheme", default="plurality", choices=["plurality", "clean", "votes", "column"])
+    parser.add_argument(
+        "--label-scheme", default="plurality", choices=["plurality", "clean", "votes", "column"]
+    )
     parser.add_argument("--label-column", default=None)
     parser.add_argument("--question", default=None, help="decision-tree question, e.g. has-spiral-arms")
     parser.add_argument("--threshold", type=float, default=0.8)
-    parser.add_argument("--classes", default=None,
-                        help="comma-separated class names, a preset (e.g. elliptical-spiral-other) or JSON mapping")
+    parser.add_argument(
+        "--classes",
+        default=None,
+        help="comma-separated class names, a preset (e.g. elliptical-spiral-other) or JSON mapping",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--cache-dir", default=None)
@@ -28,40 +32,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", default=None, help="also write a sample-grid PNG here")
 
 
-def parse_classes(value: str | None):
-    """``--classes``: None, a JSON mapping, a preset name or a comma-separated list."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.startswith("{"):
-        return json.loads(value)
-    if "," in value:
-        return [v.strip() for v in value.split(",") if v.strip()]
-    from hf_galaxy.labels import CLASS_PRESETS
-
-    return value if value in CLASS_PRESETS else [value]
-
-
 def run(args: argparse.Namespace) -> int:
-    from hf_galaxy.catalogs import CatalogError
-    from hf_galaxy.dataset import ImageError
-    from hf_galaxy.labels import LabelError
+    from hf_galaxy.data.catalogs import CatalogError
+    from hf_galaxy.data.dataset import ImageError
+    from hf_galaxy.data.labels import LabelError
 
     try:
         return _run(args)
-    except (CatalogError, LabelError, ImageError, json.JSONDecodeError) as err:
+    except (CatalogError, LabelError, ImageError, ValueError) as err:
         print(f"hf-galaxy prepare: error: {err}", file=sys.stderr)
         return 2
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hf_galaxy.dataset import load_galaxy_dataset
+    from hf_galaxy.data.dataset import load_galaxy_dataset
+    from hf_galaxy.data.labels import parse_classes
 
     dsd = load_galaxy_dataset(
-        args.catalog, args.image_dir, format=args.format, label_scheme=args.label_scheme,
-        label_column=args.label_column, question=args.question, threshold=args.threshold,
-        classes=parse_classes(args.classes), seed=args.seed, image_size=args.image_size,
-        cache_dir=args.cache_dir, num_proc=args.num_proc, strict=args.strict,
+        args.catalog,
+        args.image_dir,
+        format=args.format,
+        label_scheme=args.label_scheme,
+        label_column=args.label_column,
+        question=args.question,
+        threshold=args.threshold,
+        classes=parse_classes(args.classes),
+        seed=args.seed,
+        image_size=args.image_size,
+        cache_dir=args.cache_dir,
+        num_proc=args.num_proc,
+        strict=args.strict,
     )
     print(dsd)
     print(dsd.report.summary())
@@ -69,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
         dsd.save_to_disk(args.output)
         print(f"saved to {args.output}")
     if args.grid:
-        from hf_galaxy.viz import sample_grid
+        from hf_galaxy.plots import sample_grid
 
         sample_grid(dsd["train"], args.grid)
         print(f"sample grid: {args.grid}")

@@ -9,16 +9,19 @@ HELP = "write a synthetic Galaxy Zoo 1 set (GZ1 Table 2 catalogue, JPEG cutouts,
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out_dir", help="folder to write catalog.csv, images/, truth.csv, truth_boxes.json")
-    parser.add_argument("-n", "--num-galaxies", type=int, default=2000, help="number of galaxies (default 2000)")
+    parser.add_argument(
+        "-n", "--num-galaxies", type=int, default=2000, help="number of galaxies (default 2000)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-size", type=int, default=424, help="cutout size in pixels (default 424)")
     parser.add_argument("--num-proc", type=int, default=1, help="worker processes (default 1)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from hf_galaxy.synthetic import make_galaxy_zoo
+    from hf_galaxy.data.synthetic import make_galaxy_zoo
 
-    zoo = make_galaxy_zoo(args.out_dir, args.num_galaxies, seed=args.seed, image_size=args.image_size,
-                          num_proc=args.num_proc)
+    zoo = make_galaxy_zoo(
+        args.out_dir, args.num_galaxies, seed=args.seed, image_size=args.image_size, num_proc=args.num_proc
+    )
     print(f"wrote {zoo.n} galaxies: {zoo.catalog_path} (images in {zoo.image_dir})")
     return 0

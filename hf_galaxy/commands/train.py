@@ -17,28 +17,21 @@ HELP = (
     "fine-tune a classifier (LoRA by default, --use_lora false for all weights); same options as the recipes"
 )
 
-_UNSET = object()
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from hf_galaxy.commands import add_recipe_arguments
     from hf_galaxy.training import make_parser
 
-    recipe = make_parser(use_lora=True, add_help=False)
-    parser._add_container_actions(recipe)
-    # every option defaults to a sentinel, so run() can tell command-line values from YAML/defaults
-    for action in parser._actions:
-        if action.dest not in ("help", argparse.SUPPRESS):
-            action.default = _UNSET
+    add_recipe_arguments(parser, make_parser(use_lora=True, add_help=False))
 
 
 def _run(args: argparse.Namespace) -> int:
+    from hf_galaxy.cli import configure_logging
+    from hf_galaxy.commands import recipe_arguments
     from hf_galaxy.training import make_parser, run_training
 
-    explicit = {
-        k: v for k, v in vars(args).items() if v is not _UNSET and not k.startswith("_") and k != "command"
-    }
-    config = explicit.pop("config", None)
-    script_args, training_args, model_args, data_args = make_parser(use_lora=True).build(explicit, config)
+    script_args, training_args, model_args, data_args = recipe_arguments(args, make_parser(use_lora=True))
+    configure_logging(training_args)
     metrics = run_training(script_args, training_args, model_args, data_args)
     keys = [k for k in metrics if k.endswith(("_accuracy", "_macro_f1", "_ece", "_vote_rmse", "_loss"))]
     print(json.dumps({k: round(metrics[k], 4) for k in keys}, indent=2))

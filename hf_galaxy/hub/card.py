@@ -9,6 +9,7 @@ with :meth:`GalaxyCardData.load`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -104,7 +105,7 @@ class GalaxyCardData:
         task: ``"image-classification"`` or ``"object-detection"``.
         base_model: Hub id or local path of the starting checkpoint; ``None`` when built from a config.
         model_config: Description of the config when the model was built without pretrained weights.
-        dataset: :func:`hf_galaxy.dataset.describe` output, plus ``"dataset_id"`` for a Hub dataset.
+        dataset: :func:`hf_galaxy.data.dataset.describe` output, plus ``"dataset_id"`` for a Hub dataset.
         label_names: Class names in id order (``id2label``).
         hyperparameters: Non-default ``TrainingArguments`` values.
         lora: LoRA configuration (r, lora_alpha, lora_dropout, target_modules, modules_to_save,
@@ -319,6 +320,25 @@ def log_table_from_history(log_history: list[dict[str, Any]]) -> list[dict[str, 
     return table
 
 
+@contextlib.contextmanager
+def preserve_accelerate_state() -> Any:
+    """Keep accelerate's shared state across code that builds a new ``TrainingArguments``.
+
+    Constructing ``TrainingArguments`` resets accelerate's ``AcceleratorState``/``PartialState``, which
+    breaks a running ``Trainer``; this restores the state afterwards.
+    """
+    from accelerate.state import AcceleratorState, PartialState
+
+    saved = [(cls, dict(cls._shared_state)) for cls in (AcceleratorState, PartialState)]
+    try:
+        yield
+    finally:
+        for cls, state in saved:
+            if state:
+                cls._shared_state.clear()
+                cls._shared_state.update(state)
+
+
 class CardCallback(TrainerCallback):
     """Fills a :class:`GalaxyCardData` while a ``Trainer`` runs, and saves it when training ends.
 
@@ -335,9 +355,10 @@ class CardCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         card = self.card_data
-        card.hyperparameters = {**non_default_arguments(args), **card.hyperparameters}
-        card.precision = precision_of(args)
-        card.hardware = card.hardware or describe_hardware(args)
+        with preserve_accelerate_state():
+            card.hyperparameters = {**non_default_arguments(args), **card.hyperparameters}
+            card.precision = precision_of(args)
+            card.hardware = card.hardware or describe_hardware(args)
         card.library_versions = {**library_versions(), **card.library_versions}
         model = kwargs.get("model")
         if model is not None:

@@ -1,0 +1,362 @@
+"""Votes -> labels: the label schemes astronomers use on Galaxy Zoo vote fractions.
+
+Schemes (``label_scheme``):
+
+``plurality``
+    argmax of the question's vote fractions (Lintott et al. 2011 call this "greater"). Ties go to the
+    first answer in tree order.
+``clean``
+    keep a galaxy only when its winning fraction is >= ``threshold`` (0.8 as in Lintott et al. 2011;
+    0.95 is their "superclean"); the rest are dropped and counted.
+``votes``
+    the fraction vector is kept as a soft target (normalised over the classes), plus its argmax as label.
+``column``
+    a ready label column of the catalogue (``label_column=``, e.g. ``ring``), or an image folder's class.
+
+``question`` picks a decision-tree question (GZ2, Kaggle, DECaLS); galaxies for which fewer than
+``min_share_asked`` of the volunteers reached that question (the product of the parent answers'
+fractions) are dropped, as Walmsley et al. 2022 do. ``classes`` selects, orders or merges classes (a
+list of class names, a ``{new: [old, ...]}`` mapping, or a preset name from :data:`CLASS_PRESETS`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from hf_galaxy.data.catalogs.base import Catalog, CatalogError, DecisionTree, Question
+
+logger = logging.getLogger(__name__)
+
+LABEL_SCHEMES = ("plurality", "clean", "votes", "column")
+
+#: Named class merges. GZ1 "spiral" follows the P_CS convention: spiral = cw + acw + edge-on.
+CLASS_PRESETS: dict[str, dict[str, list[str]]] = {
+    "elliptical-spiral-other": {
+        "elliptical": ["elliptical"],
+        "spiral": ["clockwise_spiral", "anticlockwise_spiral", "edge_on"],
+        "other": ["star_or_unknown", "merger"],
+    },
+    "elliptical-spiral": {
+        "elliptical": ["elliptical"],
+        "spiral": ["clockwise_spiral", "anticlockwise_spiral", "edge_on"],
+    },
+    "no-chirality": {
+        "elliptical": ["elliptical"],
+        "spiral": ["clockwise_spiral", "anticlockwise_spiral"],
+        "edge_on": ["edge_on"],
+        "star_or_unknown": ["star_or_unknown"],
+        "merger": ["merger"],
+    },
+}
+
+
+class LabelError(ValueError):
+    """The labelling options do not fit the catalogue, or nothing is left after filtering."""
+
+
+@dataclass
+class Labels:
+    """Result of :func:`make_labels`: one label and one vote vector per kept catalogue row."""
+
+    table: pd.DataFrame
+    labels: np.ndarray
+    votes: np.ndarray
+    class_names: list[str]
+    scheme: str
+    question: str | None = None
+    threshold: float | None = None
+    dropped: list[tuple[str, str]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def class_counts(self) -> dict[str, int]:
+        """Number of kept galaxies per class, in class order."""
+        c = Counter(self.labels.tolist())
+        return {name: int(c.get(i, 0)) for i, name in enumerate(self.class_names)}
+
+
+def class_name(tree: DecisionTree, question: Question, answer: str) -> str:
+    """Stable snake_case class name of an answer (the answer alone for one-question trees like GZ1)."""
+    raw = answer if len(tree.questions) == 1 else f"{question.name}_{answer}"
+    return raw.replace("-", "_").replace(" ", "_").lower()
+
+
+def share_asked(table: pd.DataFrame, tree: DecisionTree, question: Question) -> np.ndarray:
+    """Share of volunteers who reached ``question``: the product of parent fractions along its path.
+
+    A parent answer written ``"!answer"`` means "any answer but this one" (GZ2's task 06 is reached by every
+    path except star/artifact). Parent questions whose columns are absent from the table count as fully reached.
+    """
+    share = np.ones(len(table), dtype=np.float64)
+    q = question
+    seen = set()
+    while q.parent is not None and q.name not in seen:
+        seen.add(q.name)
+        parent_q, parent_a = q.parent
+        negate = parent_a.startswith("!")
+        col = f"{parent_q}_{parent_a.lstrip('!')}"
+        if col not in table.columns:
+            break
+        frac = np.nan_to_num(table[col].to_numpy(dtype=np.float64), nan=0.0)
+        share *= 1.0 - frac if negate else frac
+        try:
+            q = tree.question(parent_q)
+        except CatalogError:
+            break
+    return share
+
+
+def _resolve_classes(
+    classes: Sequence[str] | Mapping[str, Sequence[str]] | str | None, names: list[str]
+) -> dict[str, list[str]]:
+    """Turn the ``classes`` option into an ordered ``{new_class: [source classes]}`` mapping."""
+    if classes is None:
+        return {n: [n] for n in names}
+    if isinstance(classes, str):
+        if classes not in CLASS_PRESETS:
+            raise LabelError(
+                f"classes={classes!r} is not a preset; presets: {', '.join(CLASS_PRESETS)}, "
+                "or pass a list of class names or a {new: [old, ...]} mapping"
+            )
+        mapping = CLASS_PRESETS[classes]
+    elif isinstance(classes, Mapping):
+        mapping = {str(k): [v] if isinstance(v, str) else list(v) for k, v in classes.items()}
+    else:
+        mapping = {str(c): [str(c)] for c in classes}
+    unknown = sorted({s for srcs in mapping.values() for s in srcs} - set(names))
+    if unknown:
+        raise LabelError(f"classes: unknown class name(s) {unknown}; the available classes are {names}")
+    used = [s for srcs in mapping.values() for s in srcs]
+    reused = sorted({s for s in used if used.count(s) > 1})
+    if reused:
+        raise LabelError(f"classes: {reused} appear in more than one merged class of {dict(mapping)}")
+    return mapping
+
+
+def _drop(
+    keep: np.ndarray,
+    mask: np.ndarray,
+    reason: str,
+    ids: np.ndarray,
+    dropped: list,
+    counts: dict,
+    strict: bool,
+) -> None:
+    """Mark rows in ``mask`` (among those still kept) as dropped for ``reason``."""
+    newly = keep & mask
+    n = int(newly.sum())
+    if n == 0:
+        return
+    if strict:
+        first = ids[np.flatnonzero(newly)[0]]
+        raise LabelError(f"row id={first}: {reason} (strict=True stops at the first problem)")
+    counts[reason] = counts.get(reason, 0) + n
+    dropped.extend((str(i), reason) for i in ids[newly])
+    keep &= ~newly
+
+
+def make_labels(
+    catalog: Catalog,
+    *,
+    label_scheme: str = "plurality",
+    label_column: str | None = None,
+    question: str | None = None,
+    threshold: float = 0.8,
+    classes: Sequence[str] | Mapping[str, Sequence[str]] | str | None = None,
+    min_share_asked: float = 0.5,
+    sum_tolerance: float = 0.05,
+    strict: bool = False,
+) -> Labels:
+    """Derive class labels and vote vectors from a canonical catalogue.
+
+    Rows with invalid fractions (NaN, negative, > 1, or answers of one question not summing to ~1 within
+    ``sum_tolerance``), rows below the ``clean`` threshold, rows whose question was reached by fewer than
+    ``min_share_asked`` of volunteers, and rows outside the selected classes are dropped; each is listed in
+    ``Labels.dropped`` with its reason and counted in ``Labels.counts``. An empty result raises
+    :class:`LabelError` saying which filter removed how many rows.
+    """
+    if label_scheme not in LABEL_SCHEMES:
+        raise LabelError(f"label_scheme={label_scheme!r} is not one of {', '.join(LABEL_SCHEMES)}")
+    if not 0.0 < threshold <= 1.0:
+        raise LabelError(f"threshold={threshold} must be in (0, 1]")
+    table = catalog.table.reset_index(drop=True)
+    ids = table["id"].astype(str).to_numpy()
+    n = len(table)
+    keep = np.ones(n, dtype=bool)
+    dropped: list[tuple[str, str]] = []
+    counts: dict[str, int] = {}
+    tree = catalog.tree if catalog.tree is not None and catalog.tree.questions else None
+
+    if label_column is not None or label_scheme == "column" or (tree is None and catalog.label_columns):
+        col = label_column or (catalog.label_columns[0] if catalog.label_columns else None)
+        if col is None:
+            raise LabelError(
+                f"{catalog.source}: label_scheme='column' needs label_column=...; the catalogue has no ready "
+                "label column"
+            )
+        if label_column is None and label_scheme != "column":
+            logger.info("%s has no vote questions; using its label column %r", catalog.source, col)
+        values, names = _column_labels(catalog, table, col, keep, ids, dropped, counts, strict)
+        scheme_used, q_name = "column", None
+        raw_votes = np.eye(len(names), dtype=np.float64)[np.where(values >= 0, values, 0)]
+    else:
+        if tree is None:
+            raise LabelError(
+                f"{catalog.source}: the {catalog.release} catalogue has no complete vote question and no "
+                "label column, so no labels can be derived; pass label_column=<column>"
+            )
+        q = tree.question(question) if question is not None else tree.root
+        if question is None and len(tree.questions) > 1:
+            logger.info("no question given: labelling by the root question %r", q.name)
+        names = [class_name(tree, q, a) for a in q.answers]
+        frac = table[q.columns()].to_numpy(dtype=np.float64)
+        share = share_asked(table, tree, q)
+        _drop(
+            keep,
+            share < min_share_asked,
+            f"question {q.name!r} reached by fewer than {min_share_asked:.0%} of volunteers",
+            ids,
+            dropped,
+            counts,
+            strict,
+        )
+        bad = np.isnan(frac).any(axis=1) | (frac < 0).any(axis=1) | (frac > 1).any(axis=1)
+        _drop(keep, bad, "vote fraction NaN, negative or > 1", ids, dropped, counts, strict)
+        sums = np.nansum(frac, axis=1)
+        _drop(
+            keep,
+            np.abs(sums - 1.0) > sum_tolerance,
+            f"vote fractions of {q.name!r} do not sum to 1 (tolerance {sum_tolerance})",
+            ids,
+            dropped,
+            counts,
+            strict,
+        )
+        raw_votes = np.nan_to_num(frac, nan=0.0)
+        values = np.argmax(raw_votes, axis=1)
+        scheme_used, q_name = label_scheme, q.name
+
+    mapping = _resolve_classes(classes, names)
+    new_names = list(mapping)
+    src_index = {nm: i for i, nm in enumerate(names)}
+    merged = np.zeros((n, len(new_names)), dtype=np.float64)
+    old_to_new = np.full(len(names), -1)
+    for j, srcs in enumerate(mapping.values()):
+        for s in srcs:
+            merged[:, j] += raw_votes[:, src_index[s]]
+            old_to_new[src_index[s]] = j
+
+    if scheme_used == "column":
+        labels = np.where(values >= 0, old_to_new[np.clip(values, 0, None)], -1)
+        _drop(keep, labels < 0, "class not among the selected classes", ids, dropped, counts, strict)
+        votes = merged
+    else:
+        covered = merged.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            votes = np.where(covered[:, None] > 0, merged / covered[:, None], 0.0)
+        labels = np.argmax(merged, axis=1)
+        if classes is not None:
+            # A pure selection drops galaxies whose plurality answer is not selected. A merge can change which
+            # class wins, so there the votes left out of every merged class (the uncovered share) compete as one
+            # more class: a galaxy whose uncovered share is at least its best merged class is dropped.
+            if all(len(srcs) == 1 for srcs in mapping.values()):
+                outside = old_to_new[np.argmax(raw_votes, axis=1)] < 0
+            else:
+                outside = (raw_votes.sum(axis=1) - covered) >= merged.max(axis=1)
+            _drop(
+                keep, outside, "plurality class not among the selected classes", ids, dropped, counts, strict
+            )
+        if scheme_used == "clean":
+            win = np.take_along_axis(merged, labels[:, None], axis=1)[:, 0]
+            _drop(
+                keep,
+                win < threshold,
+                f"winning vote fraction below threshold {threshold}",
+                ids,
+                dropped,
+                counts,
+                strict,
+            )
+
+    if not keep.any():
+        detail = (
+            "; ".join(f"{reason}: {k} of {n} rows" for reason, k in counts.items()) or "no rows in catalogue"
+        )
+        raise LabelError(f"{catalog.source}: no galaxies left after filtering ({detail})")
+    return Labels(
+        table=table.loc[keep].reset_index(drop=True),
+        labels=labels[keep].astype(np.int64),
+        votes=votes[keep].astype(np.float32),
+        class_names=new_names,
+        scheme=scheme_used,
+        question=q_name,
+        threshold=threshold if scheme_used == "clean" else None,
+        dropped=dropped,
+        counts=counts,
+    )
+
+
+def _column_labels(
+    catalog: Catalog,
+    table: pd.DataFrame,
+    col: str,
+    keep: np.ndarray,
+    ids: np.ndarray,
+    dropped: list,
+    counts: dict,
+    strict: bool,
+) -> tuple[np.ndarray, list[str]]:
+    """Integer class indices (-1 = invalid) and class names of a ready label column."""
+    if col not in table.columns:
+        raise LabelError(
+            f"{catalog.source}: label_column={col!r} is not a column; ready label columns: "
+            f"{list(catalog.label_columns) or 'none'}; columns: {list(table.columns)[:30]}"
+        )
+    raw = table[col]
+    names = list(catalog.class_names.get(col, []))
+    missing = raw.isna().to_numpy()
+    _drop(keep, missing, f"label column {col!r} is empty", ids, dropped, counts, strict)
+    values = np.full(len(raw), -1, dtype=np.int64)
+    numeric = pd.to_numeric(raw, errors="coerce")
+    if names and numeric.notna().sum() == (~missing).sum():
+        v = numeric.to_numpy()
+        ok = ~missing & (v >= 0) & (v < len(names)) & (v == np.round(v))
+        values[ok] = v[ok].astype(np.int64)
+    else:
+        if not names:
+            names = sorted({str(x) for x in raw[~missing]})
+        index = {nm: i for i, nm in enumerate(names)}
+        values = np.array(
+            [index.get(str(x), -1) if not m else -1 for x, m in zip(raw, missing)], dtype=np.int64
+        )
+    _drop(
+        keep,
+        (values < 0) & ~missing,
+        f"label column {col!r} value not among the class names {names}",
+        ids,
+        dropped,
+        counts,
+        strict,
+    )
+    return values, [str(n).replace("-", "_").replace(" ", "_").lower() for n in names]
+
+
+def parse_classes(value: str | None) -> str | list[str] | dict[str, list[str]] | None:
+    """``--classes``: None, a JSON mapping, a preset name or a comma-separated list."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.startswith("{"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--classes: invalid JSON mapping ({err}): {value!r}") from err
+    if "," in value:
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value if value in CLASS_PRESETS else [value]

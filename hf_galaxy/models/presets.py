@@ -1,0 +1,243 @@
+"""Model presets (random-weight architectures built from a config) and the ``--model_config`` parser.
+
+``model_config`` specification (``--model_config``), any of:
+
+* a path to a JSON file (a ``config.json``);
+* an inline JSON object: ``'{"model_type": "vit", "hidden_size": 64, "num_hidden_layers": 2}'``;
+* comma-separated ``key=value`` pairs, values parsed as JSON when possible:
+  ``model_type=vit,hidden_size=64,num_hidden_layers=2,num_attention_heads=4,image_size=64,patch_size=8``;
+* a preset name from :data:`CONFIG_PRESETS` (classifiers: ``vit-tiny``, ``vit-mini``) or
+  :data:`DETECTOR_PRESETS` (``detr-tiny``, ``yolos-tiny``, ``detr-small``, ``detr-r50``...), optionally
+  followed by ``,key=value`` overrides: ``vit-mini,image_size=48``.
+
+Classifiers default to ``model_type=vit``; a detector config must name an object-detection model type.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+CONFIG_PRESETS: dict[str, dict[str, Any]] = {
+    # for unit tests: ~30k parameters
+    "vit-tiny": {
+        "model_type": "vit",
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "image_size": 32,
+        "patch_size": 8,
+    },
+    # for the CPU demo: ~0.4M parameters, 64 px images, 8 px patches
+    "vit-mini": {
+        "model_type": "vit",
+        "hidden_size": 96,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "intermediate_size": 192,
+        "image_size": 64,
+        "patch_size": 8,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+    },
+}
+
+
+_TINY_RESNET = {
+    "model_type": "resnet",
+    "embedding_size": 16,
+    "hidden_sizes": [16, 32, 64, 128],
+    "depths": [1, 1, 1, 1],
+    "layer_type": "basic",
+    "out_features": ["stage4"],
+}
+
+
+DETECTOR_PRESETS: dict[str, dict[str, Any]] = {
+    # tests / CPU demo: ~0.2M parameters
+    "detr-tiny": {
+        "model_type": "detr",
+        "backbone_config": _TINY_RESNET,
+        "use_pretrained_backbone": False,
+        "use_timm_backbone": False,
+        "d_model": 64,
+        "encoder_layers": 2,
+        "decoder_layers": 2,
+        "encoder_attention_heads": 4,
+        "decoder_attention_heads": 4,
+        "encoder_ffn_dim": 128,
+        "decoder_ffn_dim": 128,
+        "num_queries": 20,
+        "dropout": 0.0,
+    },
+    "conditional-detr-tiny": {
+        "model_type": "conditional_detr",
+        "backbone_config": _TINY_RESNET,
+        "use_pretrained_backbone": False,
+        "use_timm_backbone": False,
+        "d_model": 64,
+        "encoder_layers": 2,
+        "decoder_layers": 2,
+        "encoder_attention_heads": 4,
+        "decoder_attention_heads": 4,
+        "encoder_ffn_dim": 128,
+        "decoder_ffn_dim": 128,
+        "num_queries": 20,
+    },
+    "yolos-tiny": {
+        "model_type": "yolos",
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 128,
+        "image_size": [64, 64],
+        "patch_size": 8,
+        "num_detection_tokens": 20,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+    },
+    "deformable-detr-tiny": {
+        "model_type": "deformable_detr",
+        "backbone_config": {**_TINY_RESNET, "out_features": ["stage2", "stage3", "stage4"]},
+        "use_pretrained_backbone": False,
+        "use_timm_backbone": False,
+        "d_model": 32,
+        "encoder_layers": 1,
+        "decoder_layers": 2,
+        "encoder_attention_heads": 2,
+        "decoder_attention_heads": 2,
+        "encoder_ffn_dim": 64,
+        "decoder_ffn_dim": 64,
+        "num_queries": 20,
+        "num_feature_levels": 3,
+        "encoder_n_points": 2,
+        "decoder_n_points": 2,
+    },
+    "rt-detr-tiny": {
+        "model_type": "rt_detr",
+        "backbone_config": {
+            **_TINY_RESNET,
+            "model_type": "rt_detr_resnet",
+            "out_features": ["stage2", "stage3", "stage4"],
+        },
+        "use_pretrained_backbone": False,
+        "use_timm_backbone": False,
+        "d_model": 32,
+        "encoder_hidden_dim": 32,
+        "encoder_in_channels": [32, 64, 128],
+        "decoder_in_channels": [32, 32, 32],
+        "encoder_ffn_dim": 64,
+        "decoder_ffn_dim": 64,
+        "encoder_layers": 1,
+        "decoder_layers": 1,
+        "num_queries": 20,
+        "num_denoising": 0,
+    },
+    # a mid-sized DETR for CPU benchmarks (benchmarks/bench_detr.py's default)
+    "detr-small": {
+        "model_type": "detr",
+        "backbone_config": {
+            "model_type": "resnet",
+            "embedding_size": 32,
+            "hidden_sizes": [64, 128, 256, 512],
+            "depths": [2, 2, 2, 2],
+            "layer_type": "basic",
+            "out_features": ["stage4"],
+        },
+        "use_pretrained_backbone": False,
+        "use_timm_backbone": False,
+        "d_model": 128,
+        "encoder_layers": 2,
+        "decoder_layers": 2,
+        "encoder_attention_heads": 4,
+        "decoder_attention_heads": 4,
+        "encoder_ffn_dim": 256,
+        "decoder_ffn_dim": 256,
+        "num_queries": 50,
+    },
+    # the DETR-R50 architecture with random weights (benchmarks; no download)
+    "detr-r50": {
+        "model_type": "detr",
+        "backbone_config": {
+            "model_type": "resnet",
+            "embedding_size": 64,
+            "hidden_sizes": [256, 512, 1024, 2048],
+            "depths": [3, 4, 6, 3],
+            "layer_type": "bottleneck",
+            "out_features": ["stage4"],
+        },
+        "use_pretrained_backbone": False,
+        "use_timm_backbone": False,
+    },
+}
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _parse_spec(spec: str | dict[str, Any], presets: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A ``--model_config`` specification (see the module docstring) as a config dict; the first item may be
+    one of ``presets``. The result has a ``model_type`` only when the specification or its preset names one."""
+    if isinstance(spec, dict):
+        return copy.deepcopy(spec)
+    text = spec.strip()
+    if not text:
+        raise ValueError("--model_config is empty")
+    path = Path(text).expanduser()
+    if text.startswith("{"):
+        try:
+            out = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--model_config: invalid inline JSON ({err}): {text!r}") from err
+    elif path.suffix == ".json" or path.is_file():
+        if not path.is_file():
+            raise FileNotFoundError(f"--model_config: JSON file {path} does not exist")
+        try:
+            out = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--model_config: {path} is not valid JSON ({err})") from err
+    else:
+        out = {}
+        for i, part in enumerate(p.strip() for p in text.split(",")):
+            if not part:
+                continue
+            if "=" not in part:
+                if i == 0 and part in presets:
+                    out.update(copy.deepcopy(presets[part]))
+                    continue
+                raise ValueError(
+                    f"--model_config: expected key=value, a preset ({', '.join(presets)}), "
+                    f"a JSON file or inline JSON; got {part!r} in {text!r}"
+                )
+            key, value = part.split("=", 1)
+            out[key.strip()] = _parse_value(value.strip())
+    if not isinstance(out, dict):
+        raise ValueError(f"--model_config must describe a JSON object, got {type(out).__name__}")
+    return out
+
+
+def parse_model_config(spec: str | dict[str, Any]) -> dict[str, Any]:
+    """A classifier ``--model_config`` (a :data:`CONFIG_PRESETS` name or any form in the module docstring) as a
+    config dict; ``model_type`` defaults to ``vit``."""
+    cfg = _parse_spec(spec, CONFIG_PRESETS)
+    cfg.setdefault("model_type", "vit")
+    return cfg
+
+
+def parse_detector_config(spec: str | dict[str, Any]) -> dict[str, Any]:
+    """A detector ``--model_config`` (a :data:`DETECTOR_PRESETS` name or any form in the module docstring),
+    which must name an object-detection ``model_type``."""
+    cfg = _parse_spec(spec, DETECTOR_PRESETS)
+    if "model_type" not in cfg or cfg["model_type"] == "vit":
+        raise ValueError(
+            f"--model_config {spec!r}: give an object-detection model_type (detr, conditional_detr, "
+            f"deformable_detr, yolos, rt_detr) or a preset ({', '.join(DETECTOR_PRESETS)})"
+        )
+    return cfg
