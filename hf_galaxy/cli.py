@@ -74,18 +74,28 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``hf-galaxy`` console script."""
+    """Entry point of the ``hf-galaxy`` console script.
+
+    A user error (a bad path, option, catalogue or model id; a refused upload) prints one line,
+    ``hf-galaxy COMMAND: error: ...``, to stderr and exits with 2.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     if command not in _available():
         command = None
     parser = build_parser(command)
     args = parser.parse_args(argv)
-    configure_logging()
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 2
-    return int(args._run(args) or 0)
+    configure_logging()
+    from hf_galaxy.hub.publish import PublishError
+
+    try:
+        return int(args._run(args) or 0)
+    except (OSError, ValueError, PublishError) as err:
+        print(f"hf-galaxy {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

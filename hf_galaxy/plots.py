@@ -26,6 +26,19 @@ def _save(fig: Figure, path: str | Path, *, dpi: int = 110, tight: bool = True) 
     return path
 
 
+def _image_grid(n: int, ncols: int, cell: tuple[float, float], what: str) -> tuple[Figure, list[Any]]:
+    """A figure of ``n`` image panels (axes off) in rows of ``ncols``; ``cell`` is a panel's (width, height)."""
+    if n == 0:
+        raise ValueError(f"{what} needs at least one image")
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(cell[0] * ncols, cell[1] * nrows))
+    axes = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
+    for ax in axes:
+        ax.set_axis_off()
+    return fig, axes[:n]
+
+
 def plot_confusion_matrix(
     cm: np.ndarray, class_names: Sequence[str], path: str | Path, title: str = "Confusion matrix"
 ) -> Path:
@@ -65,16 +78,9 @@ def plot_sample_grid(
     ncols: int = 4,
 ) -> Path:
     """Grid of images titled with true and predicted class (green when right, red when wrong)."""
-    n = len(images)
-    if n == 0:
-        raise ValueError("plot_sample_grid needs at least one image")
-    ncols = min(ncols, n)
-    nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(2.6 * ncols, 2.9 * nrows))
-    for k, img in enumerate(images):
-        ax = fig.add_subplot(nrows, ncols, k + 1)
+    fig, axes = _image_grid(len(images), ncols, (2.6, 2.9), "plot_sample_grid")
+    for k, (ax, img) in enumerate(zip(axes, images)):
         ax.imshow(np.asarray(img))
-        ax.set_axis_off()
         t, p = int(true_labels[k]), int(pred_labels[k])
         conf = f" ({probs[k, p]:.2f})" if probs is not None else ""
         true_name = class_names[t] if t >= 0 else "?"
@@ -137,15 +143,11 @@ def sample_grid(
             picks[c] = sorted(rng.choice(idx, size=min(per_class, len(idx)), replace=False).tolist())
     if not picks:
         raise ValueError("sample_grid needs a dataset with at least one row")
-    fig = Figure(figsize=(1.9 * per_class, 2.0 * len(picks)))
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(len(picks), per_class, squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
+    fig, axes = _image_grid(len(picks) * per_class, per_class, (1.9, 2.0), "sample_grid")
     for r, (c, rows) in enumerate(picks.items()):
         for k, i in enumerate(rows):
-            axes[r, k].imshow(dataset[int(i)]["image"].convert("RGB"))
-            axes[r, k].set_title(names[c], fontsize=7)
+            axes[r * per_class + k].imshow(dataset[int(i)]["image"].convert("RGB"))
+            axes[r * per_class + k].set_title(names[c], fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -166,18 +168,9 @@ def plot_detections(
     from matplotlib import colormaps
     from matplotlib.patches import Rectangle
 
-    n = len(images)
-    if n == 0:
-        raise ValueError("plot_detections: no images")
-    cols = min(columns, n)
-    rows = math.ceil(n / cols)
-    fig = Figure(figsize=(3.2 * cols, 3.2 * rows))
-    axes = fig.subplots(rows, cols, squeeze=False)
+    fig, axes = _image_grid(len(images), columns, (3.2, 3.2), "plot_detections")
     colours = colormaps["tab10"]
-    for ax in axes.ravel():
-        ax.axis("off")
-    for i, (img, det) in enumerate(zip(images, detections)):
-        ax = axes.ravel()[i]
+    for i, (ax, img, det) in enumerate(zip(axes, images, detections)):
         ax.imshow(img)
         if truths is not None:
             t = truths[i]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -217,6 +218,35 @@ def test_load_detector_from_checkpoint_with_new_categories(tmp_path):
         again.config.id2label == {0: "x", 1: "y", 2: "z"} and again.class_labels_classifier.out_features == 4
     )
     assert (proc2.size.height, proc2.size.width) == (96, 96)
+
+
+def test_detector_config_keys_are_checked_like_the_classifiers():
+    # a misspelt key would otherwise become a silent attribute of the config
+    with pytest.raises(ValueError, match="'d_modle' is not a DetrConfig field"):
+        load_detector(None, CATS, model_config="detr-tiny,d_modle=32")
+    nested = '{"model_type": "detr", "backbone_config": {"model_type": "resnet", "hiden_sizes": [8, 16]}}'
+    with pytest.raises(ValueError, match="backbone_config: 'hiden_sizes' is not a ResNetConfig field"):
+        load_detector(None, CATS, model_config=nested)
+
+
+def test_detector_checkpoint_with_same_number_of_other_labels_gets_a_new_head(tmp_path, caplog):
+    old, proc = load_detector(None, ["a", "b"], model_config="detr-tiny", image_size=64)
+    old.save_pretrained(tmp_path)
+    proc.save_pretrained(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="hf_galaxy.models"):
+        relabelled, _ = load_detector(str(tmp_path), ["x", "y"])
+    assert "re-initialised" in caplog.text and "['a', 'b']" in caplog.text
+    assert relabelled.config.id2label == {0: "x", 1: "y"}
+    head, old_head = relabelled.class_labels_classifier, old.class_labels_classifier
+    assert head.weight.shape == old_head.weight.shape and not torch.equal(head.weight, old_head.weight)
+    # everything else is the checkpoint's, and the same labels keep the head as trained
+    torch.testing.assert_close(
+        relabelled.bbox_predictor.layers[0].weight, old.bbox_predictor.layers[0].weight
+    )
+    caplog.clear()
+    same, _ = load_detector(str(tmp_path), ["a", "b"])
+    torch.testing.assert_close(same.class_labels_classifier.weight, old_head.weight)
+    assert "re-initialised" not in caplog.text
 
 
 def test_backbone_trainable_and_checkpointing_give_same_gradients():

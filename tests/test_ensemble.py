@@ -34,7 +34,7 @@ from tests.galaxy_tiny import GZ1_CLASSES, TINY_VIT, load_recipe, tiny_dataset_d
 SEEDS = (0, 1, 2)
 
 
-def _nll(probs: np.ndarray, labels: np.ndarray) -> float:
+def nll(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-15, None)).mean())
 
 
@@ -120,7 +120,7 @@ def test_soft_voting_is_at_least_as_good_as_the_mean_member(ensemble, test_preds
     assert rows["mean of members"]["accuracy"] == pytest.approx(np.mean(member_accuracy))
     # documentation only: this holds for any members and data (-log is convex, Jensen's inequality), so it
     # cannot fail and is not the check above
-    assert _nll(soft_vote(p), y) <= np.mean([_nll(m, y) for m in p]) + 1e-12
+    assert nll(soft_vote(p), y) <= np.mean([nll(m, y) for m in p]) + 1e-12
 
 
 def test_the_soft_voting_accuracy_check_can_fail():
@@ -152,8 +152,8 @@ def test_weighted_voting_fits_weights_on_validation(val_preds):
     w = fit_vote_weights(p, y)
     assert w.shape == (3,) and np.all(w >= 0) and np.isclose(w.sum(), 1.0)
     # the fitted weights minimise the validation log-loss over the simplex: no worse than uniform or any member
-    assert _nll(soft_vote(p, w), y) <= _nll(soft_vote(p), y) + 1e-9
-    assert _nll(soft_vote(p, w), y) <= min(_nll(m, y) for m in p) + 1e-9
+    assert nll(soft_vote(p, w), y) <= nll(soft_vote(p), y) + 1e-9
+    assert nll(soft_vote(p, w), y) <= min(nll(m, y) for m in p) + 1e-9
     # a member that puts its mass on a wrong class gets (almost) no weight
     wrong = np.roll(p[0], 1, axis=1)
     w2 = fit_vote_weights(np.stack([p[0], p[1], wrong]), y)
@@ -547,7 +547,7 @@ def test_cli_refuses_weighted_or_stacking_without_a_test_split(member_dirs, data
         out = tmp_path / method
         argv = ["ensemble", "--members", members, "--dataset", str(saved), "--method", method,
                 "--output_dir", str(out), "--use_cpu", "true"]  # fmt: skip
-        assert main(argv) == 1
+        assert main(argv) == 2
         err = capsys.readouterr().err
         assert f"--method {method} is fitted on the 'validation' split" in err and "test split" in err
         assert not (out / ENSEMBLE_CONFIG_NAME).exists()

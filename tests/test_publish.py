@@ -401,7 +401,7 @@ def test_cli_publish_dry_run_and_push(full_run, hub, tmp_path, capsys):
     assert main(["publish", str(full_run), "tester/cli", "--endpoint", hub.endpoint, "--private"]) == 0
     assert "published the model" in capsys.readouterr().out
     assert hub.repo("tester/cli").private
-    assert main(["publish", str(full_run), "not a repo id"]) == 1
+    assert main(["publish", str(full_run), "not a repo id"]) == 2
     assert "invalid repo_id" in capsys.readouterr().err
 
 

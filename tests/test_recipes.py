@@ -295,7 +295,7 @@ def test_evaluate_scores_the_training_runs_held_out_test_split(tmp_path, monkeyp
     # training --seed 42 (as the shipped YAMLs) must not move the catalogue split: --split_seed (default 0)
     # sets it, as in hf-galaxy prepare / evaluate, so `evaluate` scores galaxies the model never trained on
     import hf_galaxy.inference as inference
-    import hf_galaxy.training.classification as training
+    import hf_galaxy.training.data as training
     from hf_galaxy.cli import main as cli
     from hf_galaxy.data.dataset import load_galaxy_dataset
     from hf_galaxy.data.synthetic import make_galaxy_zoo

@@ -28,3 +28,22 @@ def recipe_arguments(args: argparse.Namespace, recipe_parser: Any) -> tuple[Any,
     }
     config = explicit.pop("config", None)
     return recipe_parser.build(explicit, config)
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, *dataclass_types: type) -> None:
+    """Give ``parser`` an option per field of ``dataclass_types``, as the recipes' parsers make them
+    (``HfArgumentParser``: ``--name_with_underscores`` and its ``--name-with-dashes`` alias, the field's help)."""
+    from transformers import HfArgumentParser
+
+    parser._add_container_actions(HfArgumentParser(list(dataclass_types), add_help=False))
+
+
+def dataclasses_from(args: argparse.Namespace, *dataclass_types: type) -> tuple[Any, ...]:
+    """One instance of each of ``dataclass_types`` from the parsed ``args`` (see :func:`add_dataclass_arguments`)."""
+    import dataclasses
+
+    values = vars(args)
+    return tuple(
+        cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.init and f.name in values})
+        for cls in dataclass_types
+    )

@@ -14,7 +14,6 @@ from ``--config FILE.yaml`` and are overridden by the command line::
 from __future__ import annotations
 
 import argparse
-import sys
 
 HELP = (
     "ensemble classifiers (soft/hard/weighted voting, stacking; members given or trained by seeds, bagging or "
@@ -36,23 +35,12 @@ def run(args: argparse.Namespace) -> int:
     from hf_galaxy.cli import configure_logging
     from hf_galaxy.commands import recipe_arguments
     from hf_galaxy.ensemble import EnsembleArguments, run_ensemble, summary
-    from hf_galaxy.hub.publish import PublishError
-    from hf_galaxy.training import ConfigError, make_parser
+    from hf_galaxy.training import make_parser
 
     parser = make_parser(use_lora=False, extra_dataclasses=[EnsembleArguments])
-    try:
-        script_args, training_args, model_args, data_args, ensemble_args = recipe_arguments(args, parser)
-    except (ConfigError, ValueError) as err:
-        raise SystemExit(f"hf-galaxy ensemble: error: {err}") from err
+    script_args, training_args, model_args, data_args, ensemble_args = recipe_arguments(args, parser)
     if not script_args.dataset:
-        raise SystemExit(
-            "hf-galaxy ensemble: error: --dataset is required (the splits to fit and evaluate on)"
-        )
+        raise ValueError("--dataset is required (the splits to fit and evaluate on)")
     configure_logging(training_args)
-    try:
-        results = run_ensemble(script_args, training_args, model_args, data_args, ensemble_args)
-    except (PublishError, ValueError, FileNotFoundError) as err:  # LabelMismatchError is a ValueError
-        print(f"hf-galaxy ensemble: error: {err}", file=sys.stderr)
-        return 1
-    print(summary(results))
+    print(summary(run_ensemble(script_args, training_args, model_args, data_args, ensemble_args)))
     return 0

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from hf_galaxy.inference import list_inputs, predict_files
@@ -64,12 +64,3 @@ def _run(args: argparse.Namespace) -> int:
         if len(skipped) > 20:
             print(f"  ... and {len(skipped) - 20} more", file=sys.stderr)
     return 0
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run the command; bad input (missing files, unknown model, invalid options) exits with a one-line error."""
-    try:
-        return _run(args)
-    except (OSError, ValueError) as err:
-        print(f"hf-galaxy predict: error: {err}", file=sys.stderr)
-        return 2

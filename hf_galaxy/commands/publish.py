@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 
 HELP = "publish a trained model (weights, processor, generated card, metrics, plots) to the Hugging Face Hub"
 
@@ -36,25 +34,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hf_galaxy.hub.publish import PublishError, publish
+    from hf_galaxy.hub.publish import publish
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        result = publish(
-            args.output_dir,
-            args.repo_id,
-            private=args.private,
-            revision=args.revision,
-            commit_message=args.commit_message,
-            dry_run_dir=args.dry_run,
-            merge_lora=not args.no_merge,
-            push_adapter=args.adapter_only,
-            endpoint=args.endpoint,
-            license=args.license,
-        )
-    except (PublishError, ValueError, FileNotFoundError) as err:
-        print(f"hf-galaxy publish: error: {err}", file=sys.stderr)
-        return 1
+    result = publish(
+        args.output_dir,
+        args.repo_id,
+        private=args.private,
+        revision=args.revision,
+        commit_message=args.commit_message,
+        dry_run_dir=args.dry_run,
+        merge_lora=not args.no_merge,
+        push_adapter=args.adapter_only,
+        endpoint=args.endpoint,
+        license=args.license,
+    )
     kind = "LoRA adapter" if result.adapter else "model"
     if result.dry_run_dir is not None:
         print(f"dry run: wrote the {len(result.files)} files of the {kind} to {result.dry_run_dir}")

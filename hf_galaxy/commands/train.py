@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 HELP = (
     "fine-tune a classifier (LoRA by default, --use_lora false for all weights); same options as the recipes"
@@ -25,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_recipe_arguments(parser, make_parser(use_lora=True, add_help=False))
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from hf_galaxy.cli import configure_logging
     from hf_galaxy.commands import recipe_arguments
     from hf_galaxy.training import make_parser, run_training
@@ -37,12 +36,3 @@ def _run(args: argparse.Namespace) -> int:
     print(json.dumps({k: round(metrics[k], 4) for k in keys}, indent=2))
     print(f"model, metrics and plots written to {training_args.output_dir}")
     return 0
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run the command; bad input (missing files, unknown model, invalid options) exits with a one-line error."""
-    try:
-        return _run(args)
-    except (OSError, ValueError) as err:
-        print(f"hf-galaxy train: error: {err}", file=sys.stderr)
-        return 2

@@ -31,16 +31,9 @@ from hf_galaxy.data.labels import Labels, make_labels
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
-_SPLIT_ALIASES = {
-    "train": "train",
-    "training": "train",
-    "validation": "validation",
-    "val": "validation",
-    "valid": "validation",
-    "dev": "validation",
-    "test": "test",
-    "testing": "test",
-}
+#: How a catalogue's own split column may spell each split.
+_SPLIT_SPELLINGS = {"train": ("training",), "validation": ("val", "valid", "dev"), "test": ("testing",)}
+_SPLIT_ALIASES = {alias: split for split, more in _SPLIT_SPELLINGS.items() for alias in (split, *more)}
 _INFO_PREFIX = "hf-galaxy:"
 _FORMAT_VERSION = "1"  # bump when the prepared rows change, to invalidate old caches
 

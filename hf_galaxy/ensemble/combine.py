@@ -13,7 +13,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 
-def _check_probs(member_probs: np.ndarray) -> np.ndarray:
+def check_probs(member_probs: np.ndarray) -> np.ndarray:
     member_probs = np.asarray(member_probs, dtype=np.float64)
     if member_probs.ndim != 3:
         raise ValueError(
@@ -22,7 +22,7 @@ def _check_probs(member_probs: np.ndarray) -> np.ndarray:
     return member_probs
 
 
-def _normalise_weights(weights: Sequence[float] | None, n_members: int) -> np.ndarray:
+def normalise_weights(weights: Sequence[float] | None, n_members: int) -> np.ndarray:
     if weights is None:
         return np.full(n_members, 1.0 / n_members)
     w = np.asarray(weights, dtype=np.float64).reshape(-1)
@@ -35,8 +35,8 @@ def _normalise_weights(weights: Sequence[float] | None, n_members: int) -> np.nd
 
 def soft_vote(member_probs: np.ndarray, weights: Sequence[float] | None = None) -> np.ndarray:
     """Weighted mean of the members' class probabilities: ``(M, N, C) -> (N, C)``."""
-    p = _check_probs(member_probs)
-    w = _normalise_weights(weights, p.shape[0])
+    p = check_probs(member_probs)
+    w = normalise_weights(weights, p.shape[0])
     return np.tensordot(w, p, axes=1)
 
 
@@ -46,15 +46,15 @@ def hard_vote(member_probs: np.ndarray, weights: Sequence[float] | None = None) 
     Ties between classes with the same vote share are broken by the members' mean probability (added with
     a weight of 1e-6 before renormalising), so ``argmax`` of the result is the voted class.
     """
-    p = _check_probs(member_probs)
-    w = _normalise_weights(weights, p.shape[0])
+    p = check_probs(member_probs)
+    w = normalise_weights(weights, p.shape[0])
     n_classes = p.shape[2]
     one_hot = np.eye(n_classes)[p.argmax(axis=2)]  # (M, N, C)
     shares = np.tensordot(w, one_hot, axes=1) + 1e-6 * p.mean(axis=0)
     return shares / shares.sum(axis=1, keepdims=True)
 
 
-def _nll(probs: np.ndarray, labels: np.ndarray) -> float:
+def nll(probs: np.ndarray, labels: np.ndarray) -> float:
     p = np.clip(probs[np.arange(len(labels)), labels], 1e-15, None)
     return float(-np.log(p).mean())
 
@@ -68,7 +68,7 @@ def fit_vote_weights(member_probs: np.ndarray, labels: np.ndarray) -> np.ndarray
     """
     from scipy.optimize import minimize
 
-    p = _check_probs(member_probs)
+    p = check_probs(member_probs)
     y = np.asarray(labels).astype(np.int64).reshape(-1)
     keep = y >= 0
     if not keep.any():
@@ -99,7 +99,7 @@ def fit_vote_weights(member_probs: np.ndarray, labels: np.ndarray) -> np.ndarray
 
 def stack_features(member_probs: np.ndarray) -> np.ndarray:
     """Meta-features: the members' probabilities side by side, ``(M, N, C) -> (N, M * C)``."""
-    p = _check_probs(member_probs)
+    p = check_probs(member_probs)
     return p.transpose(1, 0, 2).reshape(p.shape[1], -1)
 
 
@@ -110,7 +110,7 @@ def default_meta_learner(seed: int = 0) -> Any:
     return LogisticRegression(C=1.0, max_iter=2000, random_state=seed)
 
 
-def _full_proba(estimator: Any, x: np.ndarray, n_classes: int) -> np.ndarray:
+def full_proba(estimator: Any, x: np.ndarray, n_classes: int) -> np.ndarray:
     """``predict_proba`` mapped onto all ``n_classes`` columns (classes unseen in training get 0)."""
     out = np.zeros((len(x), n_classes))
     classes = np.asarray(estimator.classes_).astype(np.int64)
@@ -169,7 +169,7 @@ def cross_fit_stacking(
     from sklearn.base import clone
     from sklearn.model_selection import KFold
 
-    p = _check_probs(member_probs)
+    p = check_probs(member_probs)
     y = np.asarray(labels).astype(np.int64).reshape(-1)
     if len(y) != p.shape[1]:
         raise ValueError(f"{len(y)} labels for {p.shape[1]} samples")
@@ -205,7 +205,7 @@ def cross_fit_stacking(
             model: Any = _ConstantClassifier(int(y[train][0]))
         else:
             model = clone(base).fit(x[train], y[train])
-        oof[test] = _full_proba(model, x[test], n_classes)
+        oof[test] = full_proba(model, x[test], n_classes)
         models.append(model)
         train_indices.append(keep[train])
     final = clone(base).fit(x, y)

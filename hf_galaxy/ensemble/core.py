@@ -13,20 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from hf_galaxy.ensemble.combine import (
-    StackingFit,
-    _check_probs,
-    _full_proba,
-    _nll,
-    _normalise_weights,
-    cross_fit_stacking,
-    fit_vote_weights,
-    hard_vote,
-    meta_learner_from_json,
-    meta_learner_to_json,
-    soft_vote,
-    stack_features,
-)
+from hf_galaxy.ensemble import combine as maths
 from hf_galaxy.ensemble.members import (
     MEMBERS_SUBDIR,
     EnsemblePredictions,
@@ -37,13 +24,13 @@ from hf_galaxy.ensemble.members import (
     _is_local,
     _relative_or_absolute,
     _unique_name,
-    _write_json,
     check_label_names,
     export_member,
     load_member,
     predict_members,
 )
 from hf_galaxy.hub.card import jsonable
+from hf_galaxy.jsonio import read_json, write_json
 from hf_galaxy.metrics import classification_metrics, votes_are_informative
 
 logger = logging.getLogger(__name__)
@@ -77,7 +64,7 @@ def member_metrics(
     out = classification_metrics(probs, labels, class_names, votes=votes)
     y = np.asarray(labels).astype(np.int64)
     keep = y >= 0
-    out["nll"] = _nll(np.asarray(probs, dtype=np.float64)[keep], y[keep])
+    out["nll"] = maths.nll(np.asarray(probs, dtype=np.float64)[keep], y[keep])
     return out
 
 
@@ -165,14 +152,14 @@ class GalaxyEnsemble:
         if not self.members:
             raise ValueError("an ensemble needs at least one member")
         self.method = method
-        self.weights = None if weights is None else _normalise_weights(weights, len(self.members))
+        self.weights = None if weights is None else maths.normalise_weights(weights, len(self.members))
         self.meta_learner = meta_learner
         self.label_names = list(label_names) if label_names else None
         self.tta_rotations = list(tta_rotations) if tta_rotations else None
         self.provenance: dict[str, Any] = dict(provenance or {})
         self.base_dir = Path(base_dir) if base_dir is not None else None
         self.fit_info: dict[str, Any] = {}
-        self.stacking_fit: StackingFit | None = None
+        self.stacking_fit: maths.StackingFit | None = None
         self._loaded: list[LoadedMember] | None = None
         self._fit_fingerprint: str | None = None
 
@@ -205,7 +192,7 @@ class GalaxyEnsemble:
     def check_predictions(self, preds: EnsemblePredictions) -> None:
         """Check that member predictions fit this ensemble: as many members, the same classes as the ensemble,
         and a dataset labelled with those classes (:class:`LabelMismatchError` showing both otherwise)."""
-        n_members, _, n_classes = _check_probs(preds.member_probs).shape
+        n_members, _, n_classes = maths.check_probs(preds.member_probs).shape
         if n_members != len(self.members):
             raise ValueError(
                 f"predictions of {n_members} members given; the ensemble has {len(self.members)}"
@@ -228,24 +215,24 @@ class GalaxyEnsemble:
 
     def combine(self, member_probs: np.ndarray) -> np.ndarray:
         """The ensemble's class probabilities ``(N, C)`` from member probabilities ``(M, N, C)``."""
-        p = _check_probs(member_probs)
+        p = maths.check_probs(member_probs)
         if p.shape[0] != len(self.members):
             raise ValueError(
                 f"probabilities of {p.shape[0]} members given; the ensemble has {len(self.members)}"
             )
         if self.method == "soft":
-            return soft_vote(p, self.weights)
+            return maths.soft_vote(p, self.weights)
         if self.method == "hard":
-            return hard_vote(p, self.weights)
+            return maths.hard_vote(p, self.weights)
         if self.method == "weighted":
             if self.weights is None:
                 raise ValueError("method 'weighted' needs fitted weights: call fit(validation_split) first")
-            return soft_vote(p, self.weights)
+            return maths.soft_vote(p, self.weights)
         if self.meta_learner is None or not hasattr(self.meta_learner, "classes_"):
             raise ValueError(
                 "method 'stacking' needs a fitted meta-learner: call fit(validation_split) first"
             )
-        return _full_proba(self.meta_learner, stack_features(p), p.shape[2])
+        return maths.full_proba(self.meta_learner, maths.stack_features(p), p.shape[2])
 
     def predict_proba(self, dataset: Any, **kwargs: Any) -> np.ndarray:
         """The ensemble's class probabilities on ``dataset`` (one pass over the data for all members)."""
@@ -279,10 +266,10 @@ class GalaxyEnsemble:
         names = self.label_names or [str(i) for i in range(n_classes)]
         info: dict[str, Any] = {"fit_split_size": int(len(preds.labels))}
         if self.method == "weighted":
-            self.weights = fit_vote_weights(preds.member_probs, preds.labels)
+            self.weights = maths.fit_vote_weights(preds.member_probs, preds.labels)
             info["weights"] = self.weights.tolist()
         elif self.method == "stacking":
-            fit = cross_fit_stacking(
+            fit = maths.cross_fit_stacking(
                 preds.member_probs,
                 preds.labels,
                 n_classes,
@@ -345,7 +332,9 @@ class GalaxyEnsemble:
             "label_names": list(self.label_names or []),
             "members": [m.to_dict() for m in self.members],
             "weights": None if self.weights is None else self.weights.tolist(),
-            "meta_learner": meta_learner_to_json(self.meta_learner) if self.method == "stacking" else None,
+            "meta_learner": maths.meta_learner_to_json(self.meta_learner)
+            if self.method == "stacking"
+            else None,
             "tta_rotations": self.tta_rotations,
             "provenance": jsonable(self.provenance),
             "hf_galaxy_version": __version__,
@@ -379,9 +368,9 @@ class GalaxyEnsemble:
             local = _is_local(entry["name_or_path"], None)
             if local is not None:
                 entry["name_or_path"] = _relative_or_absolute(local, save_dir)
-        _write_json(save_dir / ENSEMBLE_CONFIG_NAME, config)
+        write_json(save_dir / ENSEMBLE_CONFIG_NAME, config)
         if results is not None:
-            _write_json(save_dir / RESULTS_NAME, jsonable(results))
+            write_json(save_dir / RESULTS_NAME, jsonable(results))
         elif (save_dir / RESULTS_NAME).is_file():
             results = json.loads((save_dir / RESULTS_NAME).read_text())
         from hf_galaxy.hub.ensemble import render_ensemble_card
@@ -416,11 +405,8 @@ class GalaxyEnsemble:
         config_path = path / ENSEMBLE_CONFIG_NAME
         if not config_path.is_file():
             raise FileNotFoundError(f"{path} holds no {ENSEMBLE_CONFIG_NAME}: not a saved hf-galaxy ensemble")
-        try:
-            config = json.loads(config_path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{config_path} is not valid JSON: {err}") from err
-        if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
+        config = read_json(config_path)
+        if config.get("format") != FORMAT_NAME:
             raise ValueError(f"{config_path} is not an hf-galaxy ensemble config (format {FORMAT_NAME!r})")
         if int(config.get("format_version", 0)) > FORMAT_VERSION:
             raise ValueError(
@@ -449,7 +435,7 @@ class GalaxyEnsemble:
                 config["members"],
                 method=config["method"],
                 weights=config.get("weights"),
-                meta_learner=meta_learner_from_json(meta) if meta else None,
+                meta_learner=maths.meta_learner_from_json(meta) if meta else None,
                 label_names=config.get("label_names"),
                 tta_rotations=config.get("tta_rotations"),
                 provenance=config.get("provenance"),
@@ -522,12 +508,12 @@ def publish_ensemble(
             ens.to_config(),
             keep=lambda where: len(where) == 3 and where[0] == "members" and where[2] == "name_or_path",
         )
-        _write_json(staging / ENSEMBLE_CONFIG_NAME, config)
+        write_json(staging / ENSEMBLE_CONFIG_NAME, config)
         results = None
         if (ensemble_dir / RESULTS_NAME).is_file():
             results = json.loads((ensemble_dir / RESULTS_NAME).read_text(encoding="utf-8"))
             results = published_results(results, [m["name_or_path"] for m in config["members"]])
-            _write_json(staging / RESULTS_NAME, results)
+            write_json(staging / RESULTS_NAME, results)
         return push_ensemble_folder(
             staging, ensemble_dir, repo_id, config, results, license=license, **push_options
         )

@@ -18,6 +18,7 @@ import numpy as np
 from torch import nn
 
 from hf_galaxy.hub.card import jsonable
+from hf_galaxy.jsonio import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -318,12 +319,6 @@ def predict_members(
     )
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _inside(path: Path, folder: Path) -> bool:
     try:
         path.resolve().relative_to(folder.resolve())
@@ -386,7 +381,7 @@ def _strip_member_paths(folder: Path) -> None:
     for path in sorted(folder.rglob("*.json")):
         if path == card_path:
             try:
-                _write_json(path, public_card_dict(GalaxyCardData.load(path)))
+                write_json(path, public_card_dict(GalaxyCardData.load(path)))
                 continue
             except (TypeError, ValueError) as err:  # card data of another version: clean it as plain JSON
                 logger.warning("%s: %s; cleaning it as plain JSON", path, err)

@@ -179,11 +179,9 @@ class GalaxyCardData:
             raise FileNotFoundError(
                 f"no model-card data at {path}: train with an hf-galaxy recipe (it writes {CARD_DATA_FILENAME})"
             )
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON: {err}") from err
-        return cls.from_dict(data)
+        from hf_galaxy.jsonio import read_json
+
+        return cls.from_dict(read_json(path))
 
 
 def library_versions() -> dict[str, str]:

@@ -37,6 +37,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from hf_galaxy.hub.card import CARD_DATA_FILENAME, GalaxyCardData
 from hf_galaxy.hub.render import BASE_MODEL_LOCAL_KEY, README_NAME, is_hub_repo_id, render_model_card
 from hf_galaxy.hub.sanitize import clean_json_files, strip_local_paths
+from hf_galaxy.jsonio import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -149,19 +150,9 @@ def _is_forbidden(path_in_repo: str) -> bool:
     return any(fnmatch.fnmatch(name, pat) or fnmatch.fnmatch(path_in_repo, pat) for pat in FORBIDDEN_PATTERNS)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object")
-    return data
-
-
 def _label_names_from_config(config_path: Path) -> list[str]:
     """Class names in id order from ``config.json``; ``ValueError`` when the label maps are missing or default."""
-    config = _read_json(config_path)
+    config = read_json(config_path)
     id2label = config.get("id2label")
     if not isinstance(id2label, dict) or not id2label:
         raise ValueError(
@@ -196,7 +187,7 @@ def _model_weights(output_dir: Path) -> list[str]:
         return [WEIGHTS_NAME]
     index = output_dir / WEIGHTS_INDEX_NAME
     if index.is_file():
-        shards = sorted(set(_read_json(index).get("weight_map", {}).values()))
+        shards = sorted(set(read_json(index).get("weight_map", {}).values()))
         missing = [s for s in shards if not (output_dir / s).is_file()]
         if not shards or missing:
             raise ValueError(f"{index} lists weight shards that are missing: {missing or 'none listed'}")
@@ -225,7 +216,7 @@ def _load_card(output_dir: Path, label_names: list[str], task: str | None) -> Ga
 
 
 def _task_from_config(config_path: Path) -> str | None:
-    archs = _read_json(config_path).get("architectures") or []
+    archs = read_json(config_path).get("architectures") or []
     if any("ObjectDetection" in a for a in archs):
         return "object-detection"
     if any("ImageClassification" in a for a in archs):
@@ -350,7 +341,7 @@ def plan_upload(
                 "its LoRA adapter is useless without that exact base; publish the merged model instead "
                 "(drop --adapter-only)"
             )
-        adapter_config = _read_json(adapter_dir / ADAPTER_CONFIG_NAME)
+        adapter_config = read_json(adapter_dir / ADAPTER_CONFIG_NAME)
         base = adapter_config.get("base_model_name_or_path")
         if not is_hub_repo_id(base):
             if not is_hub_repo_id(card.base_model):
@@ -692,7 +683,7 @@ def finish_output_dir(output_dir: str | os.PathLike, args: Any, push_to_hub: boo
     if not push_to_hub:
         return None
     result = publish_from_training_args(output_dir, args)
-    logger.warning("hf-galaxy: published %s to %s (%d files)", output_dir, result.repo_id, len(result.files))
+    logger.info("hf-galaxy: published %s to %s (%d files)", output_dir, result.repo_id, len(result.files))
     return result
 
 

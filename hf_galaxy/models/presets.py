@@ -20,6 +20,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hf_galaxy.jsonio import read_json
+
 CONFIG_PRESETS: dict[str, dict[str, Any]] = {
     # for unit tests: ~30k parameters
     "vit-tiny": {
@@ -46,47 +48,53 @@ CONFIG_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-_TINY_RESNET = {
-    "model_type": "resnet",
-    "embedding_size": 16,
-    "hidden_sizes": [16, 32, 64, 128],
-    "depths": [1, 1, 1, 1],
-    "layer_type": "basic",
-    "out_features": ["stage4"],
-}
+def _resnet(
+    embedding: int,
+    hidden: list[int],
+    depths: list[int],
+    layer: str = "basic",
+    out: tuple[str, ...] = ("stage4",),
+) -> dict[str, Any]:
+    """A random-weight ResNet backbone config."""
+    return {
+        "model_type": "resnet",
+        "embedding_size": embedding,
+        "hidden_sizes": hidden,
+        "depths": depths,
+        "layer_type": layer,
+        "out_features": list(out),
+    }
 
+
+def _transformer(d_model: int, layers: int, heads: int, ffn: int, queries: int) -> dict[str, Any]:
+    """The encoder/decoder sizes of a DETR-family detector (the same for encoder and decoder)."""
+    return {
+        "d_model": d_model,
+        **{f"{part}_layers": layers for part in ("encoder", "decoder")},
+        **{f"{part}_attention_heads": heads for part in ("encoder", "decoder")},
+        **{f"{part}_ffn_dim": ffn for part in ("encoder", "decoder")},
+        "num_queries": queries,
+    }
+
+
+def _detector(model_type: str, backbone: dict[str, Any], **config: Any) -> dict[str, Any]:
+    """A DETR-family preset: ``backbone`` never loads pretrained weights."""
+    return {
+        "model_type": model_type,
+        "backbone_config": backbone,
+        "use_pretrained_backbone": False,
+        "use_timm_backbone": False,
+        **config,
+    }
+
+
+_TINY_RESNET = _resnet(16, [16, 32, 64, 128], [1, 1, 1, 1])
+_TINY_RESNET_3 = _resnet(16, [16, 32, 64, 128], [1, 1, 1, 1], out=("stage2", "stage3", "stage4"))
 
 DETECTOR_PRESETS: dict[str, dict[str, Any]] = {
     # tests / CPU demo: ~0.2M parameters
-    "detr-tiny": {
-        "model_type": "detr",
-        "backbone_config": _TINY_RESNET,
-        "use_pretrained_backbone": False,
-        "use_timm_backbone": False,
-        "d_model": 64,
-        "encoder_layers": 2,
-        "decoder_layers": 2,
-        "encoder_attention_heads": 4,
-        "decoder_attention_heads": 4,
-        "encoder_ffn_dim": 128,
-        "decoder_ffn_dim": 128,
-        "num_queries": 20,
-        "dropout": 0.0,
-    },
-    "conditional-detr-tiny": {
-        "model_type": "conditional_detr",
-        "backbone_config": _TINY_RESNET,
-        "use_pretrained_backbone": False,
-        "use_timm_backbone": False,
-        "d_model": 64,
-        "encoder_layers": 2,
-        "decoder_layers": 2,
-        "encoder_attention_heads": 4,
-        "decoder_attention_heads": 4,
-        "encoder_ffn_dim": 128,
-        "decoder_ffn_dim": 128,
-        "num_queries": 20,
-    },
+    "detr-tiny": _detector("detr", _TINY_RESNET, **_transformer(64, 2, 4, 128, 20), dropout=0.0),
+    "conditional-detr-tiny": _detector("conditional_detr", _TINY_RESNET, **_transformer(64, 2, 4, 128, 20)),
     "yolos-tiny": {
         "model_type": "yolos",
         "hidden_size": 64,
@@ -99,79 +107,34 @@ DETECTOR_PRESETS: dict[str, dict[str, Any]] = {
         "hidden_dropout_prob": 0.0,
         "attention_probs_dropout_prob": 0.0,
     },
-    "deformable-detr-tiny": {
-        "model_type": "deformable_detr",
-        "backbone_config": {**_TINY_RESNET, "out_features": ["stage2", "stage3", "stage4"]},
-        "use_pretrained_backbone": False,
-        "use_timm_backbone": False,
-        "d_model": 32,
-        "encoder_layers": 1,
-        "decoder_layers": 2,
-        "encoder_attention_heads": 2,
-        "decoder_attention_heads": 2,
-        "encoder_ffn_dim": 64,
-        "decoder_ffn_dim": 64,
-        "num_queries": 20,
-        "num_feature_levels": 3,
-        "encoder_n_points": 2,
-        "decoder_n_points": 2,
-    },
-    "rt-detr-tiny": {
-        "model_type": "rt_detr",
-        "backbone_config": {
-            **_TINY_RESNET,
-            "model_type": "rt_detr_resnet",
-            "out_features": ["stage2", "stage3", "stage4"],
-        },
-        "use_pretrained_backbone": False,
-        "use_timm_backbone": False,
-        "d_model": 32,
-        "encoder_hidden_dim": 32,
-        "encoder_in_channels": [32, 64, 128],
-        "decoder_in_channels": [32, 32, 32],
-        "encoder_ffn_dim": 64,
-        "decoder_ffn_dim": 64,
-        "encoder_layers": 1,
-        "decoder_layers": 1,
-        "num_queries": 20,
-        "num_denoising": 0,
-    },
+    "deformable-detr-tiny": _detector(
+        "deformable_detr",
+        _TINY_RESNET_3,
+        **{**_transformer(32, 2, 2, 64, 20), "encoder_layers": 1},
+        num_feature_levels=3,
+        encoder_n_points=2,
+        decoder_n_points=2,
+    ),
+    "rt-detr-tiny": _detector(
+        "rt_detr",
+        {**_TINY_RESNET_3, "model_type": "rt_detr_resnet"},
+        d_model=32,
+        encoder_hidden_dim=32,
+        encoder_in_channels=[32, 64, 128],
+        decoder_in_channels=[32, 32, 32],
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        encoder_layers=1,
+        decoder_layers=1,
+        num_queries=20,
+        num_denoising=0,
+    ),
     # a mid-sized DETR for CPU benchmarks (benchmarks/bench_detr.py's default)
-    "detr-small": {
-        "model_type": "detr",
-        "backbone_config": {
-            "model_type": "resnet",
-            "embedding_size": 32,
-            "hidden_sizes": [64, 128, 256, 512],
-            "depths": [2, 2, 2, 2],
-            "layer_type": "basic",
-            "out_features": ["stage4"],
-        },
-        "use_pretrained_backbone": False,
-        "use_timm_backbone": False,
-        "d_model": 128,
-        "encoder_layers": 2,
-        "decoder_layers": 2,
-        "encoder_attention_heads": 4,
-        "decoder_attention_heads": 4,
-        "encoder_ffn_dim": 256,
-        "decoder_ffn_dim": 256,
-        "num_queries": 50,
-    },
+    "detr-small": _detector(
+        "detr", _resnet(32, [64, 128, 256, 512], [2, 2, 2, 2]), **_transformer(128, 2, 4, 256, 50)
+    ),
     # the DETR-R50 architecture with random weights (benchmarks; no download)
-    "detr-r50": {
-        "model_type": "detr",
-        "backbone_config": {
-            "model_type": "resnet",
-            "embedding_size": 64,
-            "hidden_sizes": [256, 512, 1024, 2048],
-            "depths": [3, 4, 6, 3],
-            "layer_type": "bottleneck",
-            "out_features": ["stage4"],
-        },
-        "use_pretrained_backbone": False,
-        "use_timm_backbone": False,
-    },
+    "detr-r50": _detector("detr", _resnet(64, [256, 512, 1024, 2048], [3, 4, 6, 3], "bottleneck")),
 }
 
 
@@ -199,10 +162,7 @@ def _parse_spec(spec: str | dict[str, Any], presets: dict[str, dict[str, Any]]) 
     elif path.suffix == ".json" or path.is_file():
         if not path.is_file():
             raise FileNotFoundError(f"--model_config: JSON file {path} does not exist")
-        try:
-            out = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"--model_config: {path} is not valid JSON ({err})") from err
+        out = read_json(path, mapping=False)
     else:
         out = {}
         for i, part in enumerate(p.strip() for p in text.split(",")):

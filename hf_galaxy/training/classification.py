@@ -21,12 +21,11 @@ from torch import nn
 from transformers import TrainingArguments
 
 from hf_galaxy.data.transforms import GalaxyTransform
-from hf_galaxy.hub.card import GalaxyCardData
 from hf_galaxy.metrics import confusion, make_compute_metrics, softmax, split_label_ids
 from hf_galaxy.models import apply_lora, load_classifier, save_lora_model
 from hf_galaxy.training.arguments import DataArguments, ModelArguments, ScriptArguments, parse_rotations
-from hf_galaxy.training.data import class_names_of, load_training_data, run_splits
-from hf_galaxy.training.trainer import GalaxyTrainer, start_run
+from hf_galaxy.training.data import class_names_of, run_data
+from hf_galaxy.training.trainer import GalaxyTrainer, run_card, start_run
 
 logger = logging.getLogger(__name__)
 
@@ -279,16 +278,9 @@ def prepare_run(
     dataset_dict: Any = None,
 ) -> PreparedRun:
     """Load the data (main process first), check the splits, load the model and image processor."""
-    if dataset_dict is None:
-        with training_args.main_process_first(desc="dataset preparation"):
-            dataset_dict = load_training_data(
-                script_args.dataset,
-                data_args,
-                output_dir=training_args.output_dir,
-                data_dir=script_args.data_dir,
-                seed=training_args.seed,
-            )
-    train_raw, val_raw, final_raw, final_name = run_splits(dataset_dict, script_args.eval_split, data_args)
+    dataset_dict, train_raw, val_raw, final_raw, final_name = run_data(
+        script_args, training_args, data_args, dataset_dict
+    )
     class_names = class_names_of(dataset_dict)
     soft = bool(script_args.soft_labels or data_args.label_scheme == "votes")
     if soft and "votes" not in dataset_dict["train"].column_names:
@@ -344,17 +336,11 @@ def run_training(
     start = start_run(training_args, script_args.precision)
     run = prepare_run(script_args, training_args, model_args, data_args, dataset_dict=dataset_dict)
     model = run.build_model()
-    card = GalaxyCardData(
-        base_model=run.base_name,
-        model_config=model_args.model_config,
-        dataset=dataset_facts(run.dataset_dict),
-        label_names=run.class_names,
-        lora=getattr(model, "lora_summary", None),
-        soft_labels=run.soft,
-        eval_split=run.final_name or "validation",
-    )
-    if script_args.dataset:
-        card.dataset.setdefault("source", script_args.dataset)
+    facts = dataset_facts(run.dataset_dict)
+    card = run_card(
+        script_args, model_args, facts, run.class_names, run.final_name,
+        lora=getattr(model, "lora_summary", None), soft_labels=run.soft,
+    )  # fmt: skip
     trainer = build_trainer(
         model,
         training_args,

@@ -143,14 +143,36 @@ def truncate(ds: Any, n: int | None) -> Any:
     return ds.select(range(min(n, len(ds)))) if n is not None and ds is not None and n < len(ds) else ds
 
 
-def run_splits(dataset_dict: Any, eval_split: str, data_args: Any) -> tuple[Any, Any, Any, str | None]:
-    """``(train, validation, final, final_name)`` of a run: the truncated ``train`` and ``validation`` splits,
-    and the split of the final metrics (``eval_split`` when the dataset has it, else ``validation``)."""
+def run_data(
+    script_args: Any,
+    training_args: Any,
+    data_args: Any,
+    dataset_dict: Any = None,
+    *,
+    task: str = "classification",
+) -> tuple[Any, Any, Any, Any, str | None]:
+    """``(dataset_dict, train, validation, final, final_name)`` of a run.
+
+    ``dataset_dict`` is loaded from ``--dataset`` (main process first) unless given; ``train`` and
+    ``validation`` are its truncated splits; ``final`` is the split of the final metrics (``--eval_split``
+    when the dataset has it, else ``validation``).
+    """
+    if dataset_dict is None:
+        load = load_detection_data if task == "detection" else load_training_data
+        with training_args.main_process_first(desc=f"{task} data"):
+            dataset_dict = load(
+                script_args.dataset,
+                data_args,
+                output_dir=training_args.output_dir,
+                data_dir=script_args.data_dir,
+                seed=training_args.seed,
+            )
     if "train" not in dataset_dict:
         raise ValueError(f"the dataset has no 'train' split (splits: {list(dataset_dict)})")
     val_name = "validation" if "validation" in dataset_dict else None
-    final_name = eval_split if eval_split in dataset_dict else val_name
+    final_name = script_args.eval_split if script_args.eval_split in dataset_dict else val_name
     return (
+        dataset_dict,
         truncate(dataset_dict["train"], data_args.max_train_samples),
         truncate(dataset_dict[val_name], data_args.max_eval_samples) if val_name else None,
         truncate(dataset_dict[final_name], data_args.max_eval_samples) if final_name else None,

@@ -24,7 +24,6 @@ from hf_galaxy.data.transforms import (
     DetectionCollator,
     DetectionTransform,
 )
-from hf_galaxy.hub.card import GalaxyCardData
 from hf_galaxy.inference.detection import post_process, predict_detections
 from hf_galaxy.metrics import _cxcywh_to_xywh, coco_map, finite_metrics
 from hf_galaxy.models import load_detector
@@ -38,8 +37,8 @@ from hf_galaxy.training.arguments import (
     DetectionModelArguments,
     DetectionScriptArguments,
 )
-from hf_galaxy.training.data import load_detection_data, run_splits
-from hf_galaxy.training.trainer import GalaxyTrainer, start_run
+from hf_galaxy.training.data import run_data
+from hf_galaxy.training.trainer import GalaxyTrainer, run_card, start_run
 
 logger = logging.getLogger(__name__)
 
@@ -251,16 +250,9 @@ def run_detection(
 
     data_args = data_args or DetectionDataArguments()
     start = start_run(training_args, script_args.precision)
-    if dataset_dict is None:
-        with training_args.main_process_first(desc="detection data"):
-            dataset_dict = load_detection_data(
-                script_args.dataset,
-                data_args,
-                output_dir=training_args.output_dir,
-                data_dir=script_args.data_dir,
-                seed=training_args.seed,
-            )
-    train_raw, val_raw, final_raw, final_name = run_splits(dataset_dict, script_args.eval_split, data_args)
+    dataset_dict, train_raw, val_raw, final_raw, final_name = run_data(
+        script_args, training_args, data_args, dataset_dict, task="detection"
+    )
     categories = categories_of(dataset_dict)
     model, processor = load_detector(
         model_args.model_name_or_path,
@@ -272,16 +264,9 @@ def run_detection(
     backbone = set_backbone_trainable(model, script_args.train_backbone)
     checkpoint_backbone = bool(training_args.gradient_checkpointing and script_args.backbone_checkpointing)
     facts = dataset_facts(dataset_dict, task="detection")
-    if script_args.dataset:
-        facts.setdefault("source", script_args.dataset)
-    card = GalaxyCardData(
-        task="object-detection",
-        base_model=model_args.base_model,
-        model_config=model_args.model_config,
-        dataset=facts,
-        label_names=categories,
-        eval_split=final_name or "validation",
-        extra={"backbone_parameters": backbone, "backbone_checkpointing": checkpoint_backbone},
+    extra = {"backbone_parameters": backbone, "backbone_checkpointing": checkpoint_backbone}
+    card = run_card(
+        script_args, model_args, facts, categories, final_name, task="object-detection", extra=extra
     )
     trainer = build_detection_trainer(
         model,

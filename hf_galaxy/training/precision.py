@@ -50,6 +50,19 @@ def _requested_precision(precision: str, fp16: bool, bf16: bool) -> str:
     return precision
 
 
+def _choose(precision: str, fp16: bool, bf16: bool, use_cpu: bool) -> tuple[str, dict[str, bool]]:
+    """The precision to train in, and the ``TrainingArguments`` flags that say so; the notice of a
+    fallback is logged (at INFO for ``auto``, at WARNING when an explicit request is not followed)."""
+    requested = _requested_precision(precision, fp16, bf16)
+    chosen, notice = resolve_precision(requested, use_cpu=use_cpu)
+    if notice:
+        (logger.info if requested == "auto" else logger.warning)(notice)
+    flags = {"fp16": chosen == "fp16", "bf16": chosen == "bf16"}
+    if chosen == "fp32":
+        flags.update(fp16_full_eval=False, bf16_full_eval=False)
+    return chosen, flags
+
+
 def resolve_namespace_precision(ns: dict[str, Any]) -> None:
     """Resolve ``precision`` (and ``fp16``/``bf16``/``use_cpu``) in a parsed namespace, before the dataclasses
     are built: the recipes' parsers call this, so ``TrainingArguments`` never asks for fp16 on a CPU."""
@@ -60,25 +73,20 @@ def resolve_namespace_precision(ns: dict[str, Any]) -> None:
             "no CUDA GPU in a %s-process launch: use_cpu=True (DDP over gloo)", os.environ["WORLD_SIZE"]
         )
         ns["use_cpu"] = True
-    requested = _requested_precision(ns.get("precision", "auto"), bool(ns.get("fp16")), bool(ns.get("bf16")))
-    chosen, notice = resolve_precision(requested, use_cpu=bool(ns.get("use_cpu")))
-    if notice:
-        logger.warning(notice)
+    chosen, flags = _choose(
+        ns.get("precision", "auto"), bool(ns.get("fp16")), bool(ns.get("bf16")), bool(ns.get("use_cpu"))
+    )
     ns["precision"] = chosen
-    ns["fp16"], ns["bf16"] = chosen == "fp16", chosen == "bf16"
-    if chosen == "fp32":
-        ns["fp16_full_eval"] = ns["bf16_full_eval"] = False
+    ns.update(flags)
 
 
 def apply_precision(training_args: TrainingArguments, precision: str = "auto") -> str:
     """Set ``fp16``/``bf16`` (and ``mixed_precision``) on ``training_args`` in place; returns the precision."""
-    requested = _requested_precision(precision, bool(training_args.fp16), bool(training_args.bf16))
-    chosen, notice = resolve_precision(requested, use_cpu=bool(training_args.use_cpu))
-    if notice:
-        logger.warning(notice)
-    training_args.fp16, training_args.bf16 = chosen == "fp16", chosen == "bf16"
-    if chosen == "fp32":
-        training_args.fp16_full_eval = training_args.bf16_full_eval = False
+    chosen, flags = _choose(
+        precision, bool(training_args.fp16), bool(training_args.bf16), bool(training_args.use_cpu)
+    )
+    for key, value in flags.items():
+        setattr(training_args, key, value)
     if hasattr(training_args, "mixed_precision"):
         training_args.mixed_precision = {"fp16": "fp16", "bf16": "bf16"}.get(chosen, "no")
     return chosen

@@ -45,6 +45,29 @@ def start_run(training_args: TrainingArguments, precision: str = "auto") -> RunS
     return RunStart(precision=chosen, push_to_hub=push)
 
 
+def run_card(
+    script_args: Any,
+    model_args: Any,
+    facts: dict[str, Any],
+    label_names: Any,
+    final_name: str | None,
+    **fields: Any,
+) -> GalaxyCardData:
+    """The card data a run starts with: base model (or config), dataset facts (with ``--dataset`` as their
+    ``source``), label names and the split of the final metrics; ``fields`` are the task's own."""
+    card = GalaxyCardData(
+        base_model=model_args.base_model,
+        model_config=model_args.model_config,
+        dataset=facts,
+        label_names=list(label_names),
+        eval_split=final_name or "validation",
+        **fields,
+    )
+    if script_args.dataset:
+        card.dataset.setdefault("source", script_args.dataset)
+    return card
+
+
 def resolve_checkpoint(resume: Any, output_dir: str | Path) -> str | bool | None:
     """``--resume_from_checkpoint``: ``last``/``latest``/``true`` -> the newest ``checkpoint-*`` of
     ``output_dir``; a directory must exist. The errors name the argument."""

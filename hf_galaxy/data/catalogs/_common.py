@@ -182,6 +182,27 @@ def looks_sexagesimal(series: pd.Series) -> bool:
     return bool(len(sample)) and bool(sample.str.contains(r"[:hdms ]", regex=True).any())
 
 
+def radec_degrees(
+    df: pd.DataFrame, source: str, *pairs: tuple[str, str]
+) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """RA and Dec in degrees from the columns of ``df`` named by ``pairs`` (``(ra, dec)`` name candidates,
+    matched case-insensitively), and how they were read; None when no pair is present.
+
+    A pair of decimal columns wins; otherwise the first pair present is read as sexagesimal text
+    (:func:`sexagesimal_to_degrees`, RA in hours).
+    """
+    found = [(find_column(df.columns, r), find_column(df.columns, d)) for r, d in pairs]
+    found = [(r, d) for r, d in found if r is not None and d is not None]
+    if not found:
+        return None
+    for r, d in found:
+        if not looks_sexagesimal(df[r]) and not looks_sexagesimal(df[d]):
+            return numeric(df[r]).to_numpy(), numeric(df[d]).to_numpy(), f"{r}/{d} decimal degrees"
+    r, d = found[0]
+    ra, dec = sexagesimal_to_degrees(df[r], df[d], source)
+    return ra, dec, f"{r}/{d} sexagesimal (RA in hours) converted to degrees"
+
+
 def ids_as_strings(series: pd.Series, source: str, column: str) -> pd.Series:
     """Ids as stripped strings; an empty or missing id raises :class:`CatalogError` naming the row."""
     out = series.map(lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v).strip())

@@ -29,17 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hf_galaxy.data.catalogs._common import (
-    ImageFinder,
-    count_duplicate_ids,
-    find_column,
-    ids_as_strings,
-    image_root,
-    mask_unanswered,
-    numeric,
-    reject_options,
-    resolve_listed_path,
-)
+from hf_galaxy.data.catalogs import _common as common
 from hf_galaxy.data.catalogs.base import Catalog, CatalogError, DecisionTree, read_table, require_columns
 from hf_galaxy.data.catalogs.trees import DECALS_TREES, GZD5_TREE, GZD12_TREE
 
@@ -88,7 +78,7 @@ def read(
     **unknown: object,
 ) -> Catalog:
     """Read a GZ DECaLS / DESI catalogue into the canonical table."""
-    reject_options(FORMAT, unknown, ("fraction", "tree", "campaign", "label_columns"))
+    common.reject_options(FORMAT, unknown, ("fraction", "tree", "campaign", "label_columns"))
     if fraction not in FRACTIONS:
         raise CatalogError(f"decals reader: fraction={fraction!r} is not one of {', '.join(FRACTIONS)}")
     if tree not in ("auto", *DECALS_TREES):
@@ -98,10 +88,10 @@ def read(
     df, campaign = _select_campaign(df, campaign, source)
     cols = list(df.columns)
 
-    id_col = find_column(cols, *ID_COLUMNS)
+    id_col = common.find_column(cols, *ID_COLUMNS)
     if id_col is None:
         require_columns(df, ["id_str (or iauname, dr8_id)"], source, RELEASE)
-    ids = ids_as_strings(df[id_col], source, id_col)
+    ids = common.ids_as_strings(df[id_col], source, id_col)
 
     if tree == "auto":
         tree = CAMPAIGN_TREES[campaign] if campaign else _detect_tree(cols)
@@ -110,13 +100,13 @@ def read(
         "tree_version": tree,
         "fraction": fraction,
         "id_column": id_col,
-        "n_duplicate_ids": count_duplicate_ids(ids),
+        "n_duplicate_ids": common.count_duplicate_ids(ids),
     }
     if campaign:
         meta["campaign"] = campaign
 
     out: dict[str, object] = {"id": ids.to_numpy(dtype=object)}
-    root = image_root(path, image_dir)
+    root = common.image_root(path, image_dir)
     meta["image_dir"] = str(root)
     out["image_path"] = _image_paths(df, ids, root, meta)
     consumed = {id_col, *(c for c in IMAGE_COLUMNS if c in cols)}
@@ -126,13 +116,15 @@ def read(
         frac_cols = [f"{q.name}_{a}_{fraction}" for a in q.answers]
         count_cols = [f"{q.name}_{a}" for a in q.answers]
         total_col = f"{q.name}_total-votes"
-        total = numeric(df[total_col]) if total_col in cols else None
+        total = common.numeric(df[total_col]) if total_col in cols else None
         if all(c in cols for c in frac_cols):
-            values = pd.DataFrame({f"{q.name}_{a}": numeric(df[c]) for a, c in zip(q.answers, frac_cols)})
+            values = pd.DataFrame(
+                {f"{q.name}_{a}": common.numeric(df[c]) for a, c in zip(q.answers, frac_cols)}
+            )
             complete.append(q.name)
             consumed.update(frac_cols)
         elif fraction == "fraction" and all(c in cols for c in count_cols):
-            counts = pd.DataFrame({a: numeric(df[c]) for a, c in zip(q.answers, count_cols)})
+            counts = pd.DataFrame({a: common.numeric(df[c]) for a, c in zip(q.answers, count_cols)})
             if total is None:
                 total = counts.sum(axis=1, min_count=1)
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -143,7 +135,7 @@ def read(
             if any(c in cols for c in (*frac_cols, *count_cols)):
                 partial.append(q.name)
             continue
-        values = mask_unanswered(values, total)
+        values = common.mask_unanswered(values, total)
         out.update({c: values[c].to_numpy() for c in values.columns})
         if total is not None:
             out[total_col] = total.to_numpy(dtype=float)
@@ -163,7 +155,7 @@ def read(
         ("petro_th90", "petro_th90"),
     ):
         if col in cols:
-            out[name] = numeric(df[col]).to_numpy()
+            out[name] = common.numeric(df[col]).to_numpy()
             consumed.add(col)
     if "petro_th50" in out and "petro_th90" in out:
         th50, th90 = out["petro_th50"], out["petro_th90"]
@@ -248,12 +240,12 @@ def _detect_tree(columns: Sequence[str]) -> str:
 
 
 def _image_paths(df: pd.DataFrame, ids: pd.Series, root: Path, meta: dict) -> np.ndarray:
-    loc = find_column(df.columns, *IMAGE_COLUMNS)
+    loc = common.find_column(df.columns, *IMAGE_COLUMNS)
     if loc is not None:
         meta["image_column"] = loc
-        return np.array([resolve_listed_path(v, root) for v in df[loc]], dtype=object)
-    finder = ImageFinder(root)
-    brick = find_column(df.columns, "brickid")
+        return np.array([common.resolve_listed_path(v, root) for v in df[loc]], dtype=object)
+    finder = common.ImageFinder(root)
+    brick = common.find_column(df.columns, "brickid")
     bricks = df[brick].astype(str).tolist() if brick else [None] * len(df)
     paths = []
     for gid, b in zip(ids, bricks):

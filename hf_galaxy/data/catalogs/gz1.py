@@ -18,17 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hf_galaxy.data.catalogs._common import (
-    ImageFinder,
-    count_duplicate_ids,
-    find_column,
-    ids_as_strings,
-    image_root,
-    looks_sexagesimal,
-    numeric,
-    reject_options,
-    sexagesimal_to_degrees,
-)
+from hf_galaxy.data.catalogs import _common as common
 from hf_galaxy.data.catalogs.base import Catalog, read_table, require_columns
 from hf_galaxy.data.catalogs.trees import GZ1_CLASSES, GZ1_FRACTION_COLUMNS, GZ1_TREE
 
@@ -38,13 +28,10 @@ FLAG_CLASSES = ["elliptical", "spiral", "uncertain"]
 """Class names of the ready label column ``gz1_flag_class`` (Table 2 flags)."""
 
 _ID_COLUMNS = ("dr7objid", "OBJID", "specobjid")
-_EXTRA = {
-    "P_CS": "p_cs",
-    "P_EL_DEBIASED": "p_el_debiased",
-    "P_CS_DEBIASED": "p_cs_debiased",
-    "SPIRAL": "flag_spiral",
-    "ELLIPTICAL": "flag_elliptical",
-    "UNCERTAIN": "flag_uncertain",
+#: Optional Table 2 columns kept under canonical names: the combined spiral and the debiased fractions
+#: (``p_cs``, ``p_el_debiased``, ``p_cs_debiased``) and the clean-sample flags (``flag_spiral``, ...).
+_EXTRA = {c: c.lower() for c in ("P_CS", "P_EL_DEBIASED", "P_CS_DEBIASED")} | {
+    c: f"flag_{c.lower()}" for c in ("SPIRAL", "ELLIPTICAL", "UNCERTAIN")
 }
 
 
@@ -56,33 +43,33 @@ def sniff(path: Path, columns: list[str]) -> bool:
 
 def read(path: Path, image_dir: Path | None, **options: object) -> Catalog:
     """Read a GZ1 table into the canonical table (vote columns ``gz1_<answer>``); takes no options."""
-    reject_options(FORMAT, options, ())
+    common.reject_options(FORMAT, options, ())
     source = str(path)
     df = read_table(path, id_columns=(*_ID_COLUMNS, "objid"))
     cols = list(df.columns)
 
-    dr7 = find_column(cols, "dr7objid")
-    objid = find_column(cols, "OBJID")
+    dr7 = common.find_column(cols, "dr7objid")
+    objid = common.find_column(cols, "OBJID")
     id_col = dr7 or objid
     if id_col is None:
         require_columns(df, ["OBJID (or dr7objid)"], source, RELEASE)
-    fractions = [find_column(cols, c) for c in GZ1_FRACTION_COLUMNS]
-    nvote = find_column(cols, "NVOTE", "nvote_tot")
+    fractions = [common.find_column(cols, c) for c in GZ1_FRACTION_COLUMNS]
+    nvote = common.find_column(cols, "NVOTE", "nvote_tot")
     missing = [want for want, got in zip(GZ1_FRACTION_COLUMNS, fractions) if got is None]
     if nvote is None:
         missing.append("NVOTE")
     require_columns(df, missing, source, RELEASE)
 
     layout = "skyserver" if dr7 is not None else "table"
-    has_flags = all(find_column(cols, c) is not None for c in ("SPIRAL", "ELLIPTICAL", "UNCERTAIN"))
-    has_debiased = find_column(cols, "P_EL_DEBIASED") is not None
+    has_flags = all(common.find_column(cols, c) is not None for c in ("SPIRAL", "ELLIPTICAL", "UNCERTAIN"))
+    has_debiased = common.find_column(cols, "P_EL_DEBIASED") is not None
     table_kind = "table2" if (has_flags or has_debiased) else "table3"
 
-    ids = ids_as_strings(df[id_col], source, id_col)
+    ids = common.ids_as_strings(df[id_col], source, id_col)
     out: dict[str, object] = {"id": ids.to_numpy(dtype=object)}
 
-    root = image_root(path, image_dir)
-    finder = ImageFinder(root)
+    root = common.image_root(path, image_dir)
+    finder = common.ImageFinder(root)
     out["image_path"] = np.array([finder.find(i) for i in ids], dtype=object)
 
     meta: dict[str, object] = {
@@ -91,39 +78,35 @@ def read(path: Path, image_dir: Path | None, **options: object) -> Catalog:
         "image_dir": str(root),
         "tree_version": GZ1_TREE.name,
         "fraction": "fraction",
-        "n_duplicate_ids": count_duplicate_ids(ids),
+        "n_duplicate_ids": common.count_duplicate_ids(ids),
     }
-    ra_col = find_column(cols, "RA")
-    dec_col = find_column(cols, "DEC")
-    if ra_col is not None and dec_col is not None:
-        if looks_sexagesimal(df[ra_col]) or looks_sexagesimal(df[dec_col]):
-            out["ra"], out["dec"] = sexagesimal_to_degrees(df[ra_col], df[dec_col], source)
-            meta["coordinates"] = f"{ra_col}/{dec_col} sexagesimal (RA in hours) converted to degrees"
-        else:
-            out["ra"], out["dec"] = numeric(df[ra_col]).to_numpy(), numeric(df[dec_col]).to_numpy()
-            meta["coordinates"] = f"{ra_col}/{dec_col} decimal degrees"
+    radec = common.radec_degrees(df, source, ("RA", "DEC"))
+    if radec is not None:
+        out["ra"], out["dec"], meta["coordinates"] = radec
     else:
         meta["coordinates"] = "none"
 
     for answer, col in zip(GZ1_CLASSES, fractions):
-        out[f"gz1_{answer}"] = numeric(df[col]).to_numpy()
-    votes = numeric(df[nvote]).to_numpy()
+        out[f"gz1_{answer}"] = common.numeric(df[col]).to_numpy()
+    votes = common.numeric(df[nvote]).to_numpy()
     out["gz1_total-votes"] = votes
     out["nvotes"] = votes
 
     for native, name in _EXTRA.items():
-        col = find_column(cols, native)
+        col = common.find_column(cols, native)
         if col is not None:
-            out[name] = numeric(df[col]).to_numpy() if name.startswith("p_") else df[col].to_numpy()
+            out[name] = common.numeric(df[col]).to_numpy() if name.startswith("p_") else df[col].to_numpy()
     if dr7 is not None:
-        dr8 = find_column(cols, "objid")
+        dr8 = common.find_column(cols, "objid")
         if dr8 is not None:
             out["dr8objid"] = df[dr8].to_numpy(dtype=object)
-    spec = find_column(cols, "specobjid")
+    spec = common.find_column(cols, "specobjid")
     if spec is not None:
         out["specobjid"] = df[spec].to_numpy(dtype=object)
 
-    if (c := find_column(cols, "split")) is not None:  # the catalogue's own train/validation/test split
+    if (
+        c := common.find_column(cols, "split")
+    ) is not None:  # the catalogue's own train/validation/test split
         out["split"] = df[c].to_numpy(dtype=object)
     table = pd.DataFrame(out)
     for name in ("flag_spiral", "flag_elliptical", "flag_uncertain"):

@@ -22,19 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hf_galaxy.data.catalogs._common import (
-    ImageFinder,
-    count_duplicate_ids,
-    find_column,
-    ids_as_strings,
-    image_root,
-    looks_sexagesimal,
-    mask_unanswered,
-    numeric,
-    reject_options,
-    resolve_listed_path,
-    sexagesimal_to_degrees,
-)
+from hf_galaxy.data.catalogs import _common as common
 from hf_galaxy.data.catalogs.base import Catalog, CatalogError, read_table, require_columns
 from hf_galaxy.data.catalogs.trees import GZ2_NATIVE, GZ2_TREE
 
@@ -62,7 +50,7 @@ def read(
     **unknown: object,
 ) -> Catalog:
     """Read a GZ2 table into the canonical table (GZ2 tree, ortho question slugs)."""
-    reject_options(FORMAT, unknown, ("fraction", "mapping"))
+    common.reject_options(FORMAT, unknown, ("fraction", "mapping"))
     if fraction not in FRACTIONS:
         raise CatalogError(f"gz2 reader: fraction={fraction!r} is not one of {', '.join(FRACTIONS)}")
     source = str(path)
@@ -80,30 +68,30 @@ def read(
             )
         return _read_ortho(path, df, image_dir)
 
-    id_col = find_column(cols, "dr7objid", "objid")
+    id_col = common.find_column(cols, "dr7objid", "objid")
     if id_col is None:
         require_columns(df, ["dr7objid"], source, RELEASE)
     required = [f"{prefix}_{fraction}" for prefix, _, _ in GZ2_NATIVE]
     require_columns(df, required, source, f"{RELEASE} (fraction={fraction!r})")
     has_counts = all(f"{prefix}_count" in cols for prefix, _, _ in GZ2_NATIVE)
 
-    ids = ids_as_strings(df[id_col], source, id_col)
+    ids = common.ids_as_strings(df[id_col], source, id_col)
     out: dict[str, object] = {"id": ids.to_numpy(dtype=object)}
     meta: dict[str, object] = {
         "tree_version": GZ2_TREE.name,
         "fraction": fraction,
         "id_column": id_col,
-        "n_duplicate_ids": count_duplicate_ids(ids),
+        "n_duplicate_ids": common.count_duplicate_ids(ids),
     }
     dropped: list[tuple[str, str]] = []
-    root = image_root(path, image_dir)
+    root = common.image_root(path, image_dir)
     meta["image_dir"] = str(root)
-    finder = ImageFinder(root)
+    finder = common.ImageFinder(root)
     keep = np.ones(len(df), dtype=bool)
 
     if mapping is not None:
         assets = _read_mapping(Path(mapping))
-        sample_col = find_column(cols, "sample")
+        sample_col = common.find_column(cols, "sample")
         samples = df[sample_col].astype("string").fillna("").tolist() if sample_col else [""] * len(df)
         paths = []
         for i, (gid, sample) in enumerate(zip(ids, samples)):
@@ -121,43 +109,41 @@ def read(
         paths = [finder.find(gid, (gid[:6],)) for gid in ids]
     out["image_path"] = np.array(paths, dtype=object)
 
-    ra_col, dec_col = find_column(cols, "ra"), find_column(cols, "dec")
-    if ra_col and dec_col and not looks_sexagesimal(df[ra_col]):
-        out["ra"], out["dec"] = numeric(df[ra_col]).to_numpy(), numeric(df[dec_col]).to_numpy()
-    else:
-        ra_s, dec_s = find_column(cols, "rastring"), find_column(cols, "decstring")
-        if ra_s and dec_s:
-            out["ra"], out["dec"] = sexagesimal_to_degrees(df[ra_s], df[dec_s], source)
-        elif ra_col and dec_col:
-            out["ra"], out["dec"] = sexagesimal_to_degrees(df[ra_col], df[dec_col], source)
+    radec = common.radec_degrees(df, source, ("rastring", "decstring"), ("ra", "dec"))
+    if radec is not None:
+        out["ra"], out["dec"], meta["coordinates"] = radec
 
     for question in GZ2_TREE.questions:
         natives = [p for p, q, _ in GZ2_NATIVE if q == question.name]
         values = pd.DataFrame(
             {
-                f"{question.name}_{a}": numeric(df[f"{p}_{fraction}"]).to_numpy()
+                f"{question.name}_{a}": common.numeric(df[f"{p}_{fraction}"]).to_numpy()
                 for p, a in zip(natives, question.answers)
             }
         )
         total = None
         if has_counts:
-            total = pd.concat([numeric(df[f"{p}_count"]) for p in natives], axis=1).sum(axis=1, min_count=1)
-        values = mask_unanswered(values, total)
+            total = pd.concat([common.numeric(df[f"{p}_count"]) for p in natives], axis=1).sum(
+                axis=1, min_count=1
+            )
+        values = common.mask_unanswered(values, total)
         out.update({c: values[c].to_numpy() for c in values.columns})
         if total is not None:
             out[f"{question.name}_total-votes"] = total.to_numpy(dtype=float)
 
-    if (c := find_column(cols, "total_classifications")) is not None:
-        out["nvotes"] = numeric(df[c]).to_numpy()
+    if (c := common.find_column(cols, "total_classifications")) is not None:
+        out["nvotes"] = common.numeric(df[c]).to_numpy()
     for name in ("total_votes", "sample", "gz2_class", "dr8objid"):
-        if (c := find_column(cols, name)) is not None:
+        if (c := common.find_column(cols, name)) is not None:
             out[name] = df[c].to_numpy()
     for prefix, q, a in GZ2_NATIVE:
         for stat in ("count", "flag"):
             if f"{prefix}_{stat}" in cols:
-                out[f"{q}_{a}_{stat}"] = numeric(df[f"{prefix}_{stat}"]).to_numpy()
+                out[f"{q}_{a}_{stat}"] = common.numeric(df[f"{prefix}_{stat}"]).to_numpy()
 
-    if (c := find_column(cols, "split")) is not None:  # the catalogue's own train/validation/test split
+    if (
+        c := common.find_column(cols, "split")
+    ) is not None:  # the catalogue's own train/validation/test split
         out["split"] = df[c].to_numpy(dtype=object)
     table = pd.DataFrame(out)
     table = table[keep].reset_index(drop=True)
@@ -205,17 +191,17 @@ def _read_ortho(path: Path, df: pd.DataFrame, image_dir: Path | None) -> Catalog
     """
     source = str(path)
     cols = list(df.columns)
-    id_col = find_column(cols, "id_str", "dr7objid")
+    id_col = common.find_column(cols, "id_str", "dr7objid")
     if id_col is None:
         require_columns(df, ["id_str"], source, f"{RELEASE} (galaxy-datasets)")
-    ids = ids_as_strings(df[id_col], source, id_col)
-    root = image_root(path, image_dir)
+    ids = common.ids_as_strings(df[id_col], source, id_col)
+    root = common.image_root(path, image_dir)
     out: dict[str, object] = {"id": ids.to_numpy(dtype=object)}
-    loc = find_column(cols, "file_loc")
+    loc = common.find_column(cols, "file_loc")
     if loc is not None:
-        out["image_path"] = np.array([resolve_listed_path(v, root) for v in df[loc]], dtype=object)
+        out["image_path"] = np.array([common.resolve_listed_path(v, root) for v in df[loc]], dtype=object)
     else:
-        finder = ImageFinder(root)
+        finder = common.ImageFinder(root)
         out["image_path"] = np.array([finder.find(g, (g[:6],)) for g in ids], dtype=object)
     consumed = {id_col, "file_loc"}
     computed = []
@@ -227,26 +213,26 @@ def _read_ortho(path: Path, df: pd.DataFrame, image_dir: Path | None) -> Catalog
         if not all(c in cols for c in counts) and not all(c in cols for c in fracs):
             continue
         if all(c in cols for c in counts):
-            count = pd.DataFrame({a: numeric(df[c]) for a, c in zip(q.answers, counts)})
-            total = numeric(df[total_col]) if total_col in cols else count.sum(axis=1, min_count=1)
+            count = pd.DataFrame({a: common.numeric(df[c]) for a, c in zip(q.answers, counts)})
+            total = common.numeric(df[total_col]) if total_col in cols else count.sum(axis=1, min_count=1)
             for a in q.answers:
                 out[f"{q.name}_{a}_count"] = count[a].to_numpy()
         else:
-            total = numeric(df[total_col]) if total_col in cols else None
+            total = common.numeric(df[total_col]) if total_col in cols else None
         if all(c in cols for c in fracs):
-            values = pd.DataFrame({f"{q.name}_{a}": numeric(df[c]) for a, c in zip(q.answers, fracs)})
+            values = pd.DataFrame({f"{q.name}_{a}": common.numeric(df[c]) for a, c in zip(q.answers, fracs)})
         else:
             values = count.div(total.where(total > 0), axis=0)
             values.columns = [f"{q.name}_{a}" for a in q.answers]
             computed.append(q.name)
-        values = mask_unanswered(values, total)
+        values = common.mask_unanswered(values, total)
         out.update({c: values[c].to_numpy() for c in values.columns})
         if total is not None:
             out[f"{q.name}_total-votes"] = total.to_numpy(dtype=float)
         consumed.update([*counts, *fracs, total_col])
     for c in ("ra", "dec"):
         if c in cols:
-            out[c] = numeric(df[c]).to_numpy()
+            out[c] = common.numeric(df[c]).to_numpy()
             consumed.add(c)
     for c in cols:
         if c not in consumed and c not in out:
@@ -260,7 +246,7 @@ def _read_ortho(path: Path, df: pd.DataFrame, image_dir: Path | None) -> Catalog
         "id_column": id_col,
         "image_dir": str(root),
         "questions": [q.name for q in tree.questions],
-        "n_duplicate_ids": count_duplicate_ids(ids),
+        "n_duplicate_ids": common.count_duplicate_ids(ids),
     }
     if computed:
         meta["fractions_from_counts"] = computed

@@ -17,15 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hf_galaxy.data.catalogs._common import (
-    ImageFinder,
-    count_duplicate_ids,
-    find_column,
-    ids_as_strings,
-    image_root,
-    numeric,
-    reject_options,
-)
+from hf_galaxy.data.catalogs import _common as common
 from hf_galaxy.data.catalogs.base import Catalog, read_table, require_columns
 from hf_galaxy.data.catalogs.trees import GZ2_TREE, KAGGLE_NATIVE, KAGGLE_PARENT_COLUMN
 
@@ -43,23 +35,25 @@ def sniff(path: Path, columns: list[str]) -> bool:
 
 def read(path: Path, image_dir: Path | None, **options: object) -> Catalog:
     """Read Kaggle solutions into the canonical table (GZ2 tree, conditional fractions); no options."""
-    reject_options(FORMAT, options, ())
+    common.reject_options(FORMAT, options, ())
     source = str(path)
     df = read_table(path, id_columns=("GalaxyID",))
-    id_col = find_column(df.columns, "GalaxyID")
+    id_col = common.find_column(df.columns, "GalaxyID")
     native = [c for c, _, _ in KAGGLE_NATIVE]
-    rename = {find_column(df.columns, c): c for c in native if find_column(df.columns, c) is not None}
+    rename = {
+        common.find_column(df.columns, c): c for c in native if common.find_column(df.columns, c) is not None
+    }
     df = df.rename(columns=rename)
     require_columns(df, [id_col or "GalaxyID", *native], source, RELEASE)
 
-    ids = ids_as_strings(df[id_col], source, id_col)
-    root = image_root(path, image_dir)
-    finder = ImageFinder(root)
+    ids = common.ids_as_strings(df[id_col], source, id_col)
+    root = common.image_root(path, image_dir)
+    finder = common.ImageFinder(root)
     out: dict[str, object] = {
         "id": ids.to_numpy(dtype=object),
         "image_path": np.array([finder.find(i, ("images_training_rev1",)) for i in ids], dtype=object),
     }
-    raw = {c: numeric(df[c]).to_numpy() for c in native}
+    raw = {c: common.numeric(df[c]).to_numpy() for c in native}
     violations = np.zeros(len(df), dtype=bool)
     not_asked: dict[str, int] = {}
     for question in GZ2_TREE.questions:
@@ -83,10 +77,12 @@ def read(path: Path, image_dir: Path | None, **options: object) -> Catalog:
         "tree_version": GZ2_TREE.name,
         "fraction": "conditional (un-weighted Kaggle targets)",
         "image_dir": str(root),
-        "n_duplicate_ids": count_duplicate_ids(ids),
+        "n_duplicate_ids": common.count_duplicate_ids(ids),
         "n_constraint_violations": int(violations.sum()),
         "n_not_asked": not_asked,
     }
-    if (c := find_column(cols, "split")) is not None:  # the catalogue's own train/validation/test split
+    if (
+        c := common.find_column(cols, "split")
+    ) is not None:  # the catalogue's own train/validation/test split
         out["split"] = df[c].to_numpy(dtype=object)
     return Catalog(table=pd.DataFrame(out), release=RELEASE, source=source, tree=GZ2_TREE, meta=meta)

@@ -202,17 +202,25 @@ KAGGLE_PARENT_COLUMN: dict[str, str | None] = {
 
 # ----------------------------------------------------------------------------- GZ DECaLS / DESI
 
+#: The questions GZD-5 and GZD-1/2 share word for word (the others differ in their answers).
+_DECALS_TOP = (
+    Question(
+        "smooth-or-featured",
+        ("smooth", "featured-or-disk", "artifact"),
+        None,
+        "Is the galaxy simply smooth and rounded, with no sign of a disk?",
+    ),
+    Question("disk-edge-on", ("yes", "no"), ("smooth-or-featured", "featured-or-disk"), "Edge-on disk?"),
+    Question("has-spiral-arms", ("yes", "no"), ("disk-edge-on", "no"), "Spiral arms?"),
+)
+_DECALS_WINDING = Question(
+    "spiral-winding", ("tight", "medium", "loose"), ("has-spiral-arms", "yes"), "Arm winding?"
+)
+
 GZD5_TREE = DecisionTree(
     "gzd-5",
     (
-        Question(
-            "smooth-or-featured",
-            ("smooth", "featured-or-disk", "artifact"),
-            None,
-            "Is the galaxy simply smooth and rounded, with no sign of a disk?",
-        ),
-        Question("disk-edge-on", ("yes", "no"), ("smooth-or-featured", "featured-or-disk"), "Edge-on disk?"),
-        Question("has-spiral-arms", ("yes", "no"), ("disk-edge-on", "no"), "Spiral arms?"),
+        *_DECALS_TOP,
         Question("bar", ("strong", "weak", "no"), ("disk-edge-on", "no"), "Is there a bar?"),
         Question(
             "bulge-size",
@@ -229,7 +237,7 @@ GZD5_TREE = DecisionTree(
         Question(
             "edge-on-bulge", ("boxy", "none", "rounded"), ("disk-edge-on", "yes"), "Edge-on bulge shape?"
         ),
-        Question("spiral-winding", ("tight", "medium", "loose"), ("has-spiral-arms", "yes"), "Arm winding?"),
+        _DECALS_WINDING,
         Question(
             "spiral-arm-count",
             ("1", "2", "3", "4", "more-than-4", "cant-tell"),
@@ -249,14 +257,7 @@ GZD5_TREE = DecisionTree(
 GZD12_TREE = DecisionTree(
     "gzd-1-2",
     (
-        Question(
-            "smooth-or-featured",
-            ("smooth", "featured-or-disk", "artifact"),
-            None,
-            "Is the galaxy simply smooth and rounded, with no sign of a disk?",
-        ),
-        Question("disk-edge-on", ("yes", "no"), ("smooth-or-featured", "featured-or-disk"), "Edge-on disk?"),
-        Question("has-spiral-arms", ("yes", "no"), ("disk-edge-on", "no"), "Spiral arms?"),
+        *_DECALS_TOP,
         Question("bar", ("yes", "no"), ("disk-edge-on", "no"), "Is there a bar?"),
         Question(
             "bulge-size", ("none", "obvious", "dominant"), ("disk-edge-on", "no"), "How large is the bulge?"
@@ -270,7 +271,7 @@ GZD12_TREE = DecisionTree(
         Question(
             "edge-on-bulge", ("rounded", "boxy", "none"), ("disk-edge-on", "yes"), "Edge-on bulge shape?"
         ),
-        Question("spiral-winding", ("tight", "medium", "loose"), ("has-spiral-arms", "yes"), "Arm winding?"),
+        _DECALS_WINDING,
         Question(
             "spiral-arm-count",
             ("1", "2", "3", "4", "more-than-4"),
