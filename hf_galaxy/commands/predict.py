@@ -33,11 +33,11 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from hf_galaxy.inference import list_inputs, predict_files
-    from hf_galaxy.models import load_for_inference
+    from hf_galaxy.models import load_for_inference, model_label_names
     from hf_galaxy.training import parse_rotations
 
     model, processor = load_for_inference(args.model)
-    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    names = model_label_names(model, args.model)
     rows = list_inputs(args.input, args.image_dir)
     ids, probs, skipped = predict_files(
         model,

@@ -633,6 +633,14 @@ def _write_skip_report(report: LoadReport, folder: Path) -> str:
     return str(path)
 
 
+def label_names(dataset: Any) -> list[str] | None:
+    """The class names of a dataset's ``label`` ClassLabel column, in id order (None when it has none)."""
+    features = getattr(dataset, "features", None)
+    label = features.get("label") if features is not None and hasattr(features, "get") else None
+    names = getattr(label, "names", None)
+    return [str(n) for n in names] if names else None
+
+
 def describe(dsd) -> dict:
     """Dataset facts for model cards (release, scheme, class names, split sizes, class balance).
 

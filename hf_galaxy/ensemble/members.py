@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from hf_galaxy.data.dataset import label_names as dataset_label_names
 from hf_galaxy.hub.card import jsonable
 from hf_galaxy.jsonio import write_json
 
@@ -98,17 +99,6 @@ class LoadedMember:
         return self.spec.name_or_path
 
 
-def _model_label_names(model: nn.Module, where: str) -> list[str]:
-    config = getattr(model, "config", None)
-    id2label = getattr(config, "id2label", None) or {}
-    n = int(getattr(config, "num_labels", len(id2label)) or len(id2label))
-    try:
-        names = [str(id2label[i]) for i in range(n)]
-    except KeyError as err:
-        raise ValueError(f"{where}: config.id2label {id2label} does not cover the ids 0..{n - 1}") from err
-    return names
-
-
 def _commit_of(path: Path) -> str | None:
     """The Hub commit of a snapshot folder (``.../snapshots/<sha>``), or None."""
     if path.parent.name == "snapshots" and len(path.name) == 40:
@@ -133,7 +123,7 @@ def load_member(spec: MemberSpec | str, base_dir: str | os.PathLike | None = Non
     Relative paths are resolved against ``base_dir`` (the ensemble folder) first. Hub ids are downloaded
     (or taken from the local cache when offline) at ``spec.commit`` or ``spec.revision``.
     """
-    from hf_galaxy.models import ModelNotFoundError, load_for_inference
+    from hf_galaxy.models import ModelNotFoundError, load_for_inference, model_label_names
 
     spec = MemberSpec.from_dict(spec) if not isinstance(spec, MemberSpec) else spec
     base = Path(base_dir) if base_dir is not None else None
@@ -159,7 +149,7 @@ def load_member(spec: MemberSpec | str, base_dir: str | os.PathLike | None = Non
         spec=spec,
         model=model,
         processor=processor,
-        label_names=_model_label_names(model, f"member {spec.name_or_path}"),
+        label_names=model_label_names(model, f"member {spec.name_or_path}"),
         path=local,
     )
 
@@ -178,14 +168,6 @@ def check_label_names(members: Sequence[LoadedMember], expected: Sequence[str] |
                 f"{ref_name!r} has {dict(enumerate(ref))}. All members must share the same classes in the same order."
             )
     return list(ref)
-
-
-def dataset_label_names(dataset: Any) -> list[str] | None:
-    """The class names of a dataset's ``label`` ClassLabel column (``None`` when it has none)."""
-    features = getattr(dataset, "features", None)
-    label = features.get("label") if features is not None and hasattr(features, "get") else None
-    names = getattr(label, "names", None)
-    return [str(n) for n in names] if names else None
 
 
 def check_dataset_labels(dataset: Any, label_names: Sequence[str]) -> None:

@@ -302,14 +302,15 @@ def evaluate_model(
     split_name: str = "test",
 ) -> dict[str, float]:
     """Evaluate a trained model (directory or Hub repo) on a labelled split; writes metrics and plots."""
+    from hf_galaxy.data.dataset import label_names
     from hf_galaxy.metrics import classification_metrics, confusion
-    from hf_galaxy.models import load_for_inference
+    from hf_galaxy.models import load_for_inference, model_label_names
     from hf_galaxy.plots import plot_confusion_matrix
     from hf_galaxy.training.precision import resolve_precision
 
     model, processor = load_for_inference(model_name_or_path)
-    class_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    data_names = list(getattr(dataset_split.features.get("label"), "names", []) or [])
+    class_names = model_label_names(model, model_name_or_path)
+    data_names = label_names(dataset_split)
     if data_names and data_names != class_names:
         raise ValueError(
             f"the dataset's classes {data_names} differ from the model's labels {class_names}; "

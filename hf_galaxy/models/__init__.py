@@ -23,6 +23,7 @@ from hf_galaxy.models.loading import (
     load_for_inference,
     load_image_processor,
     load_pretrained,
+    model_label_names,
     resolve_model_path,
 )
 from hf_galaxy.models.lora import apply_lora, lora_target_modules, save_lora_model
@@ -53,6 +54,7 @@ __all__ = [
     "load_image_processor",
     "load_pretrained",
     "lora_target_modules",
+    "model_label_names",
     "parse_detector_config",
     "parse_model_config",
     "resolve_model_path",

@@ -53,6 +53,18 @@ def checkpoint_labels(config: Any) -> list[str] | None:
     return [str(id2label[k]) for k in sorted(id2label, key=int)]
 
 
+def model_label_names(model: nn.Module, where: str = "the model") -> list[str]:
+    """A loaded model's class names in id order (``config.id2label``); an error naming ``where`` when the map
+    does not cover the ids ``0..num_labels-1``."""
+    config = getattr(model, "config", None)
+    id2label = getattr(config, "id2label", None) or {}
+    n = int(getattr(config, "num_labels", len(id2label)) or len(id2label))
+    try:
+        return [str(id2label[i]) for i in range(n)]
+    except KeyError as err:
+        raise ValueError(f"{where}: config.id2label {id2label} does not cover the ids 0..{n - 1}") from err
+
+
 def _config_from_dict(cfg: dict[str, Any], where: str = "--model_config") -> Any:
     """A transformers config from a dict with ``model_type``; nested ``*_config`` dicts become configs too.
 

@@ -128,9 +128,11 @@ def load_detection_data(
 
 
 def class_names_of(dsd: Any, split: str = "train") -> list[str]:
-    """Class names from the ``label`` ClassLabel feature of ``dsd[split]``."""
-    feature = dsd[split].features.get("label")
-    names = getattr(feature, "names", None)
+    """Class names from the ``label`` ClassLabel feature of ``dsd[split]`` (an error naming the features when
+    it has none)."""
+    from hf_galaxy.data.dataset import label_names
+
+    names = label_names(dsd[split])
     if not names:
         raise ValueError(
             f"dataset split {split!r} has no ClassLabel 'label' column (features: {dsd[split].features})"
