@@ -5,7 +5,7 @@ Three settings, each in a fresh subprocess (so CPU peak RSS is that setting's ow
 * ``off``: no checkpointing;
 * ``transformer``: transformers' ``gradient_checkpointing_enable()`` alone, which in DETR covers only the
   encoder and decoder layers;
-* ``full``: that plus :func:`hf_galaxy.detection_training.enable_backbone_checkpointing` (the recipe's
+* ``full``: that plus :func:`hf_galaxy.models.detection.enable_backbone_checkpointing` (the recipe's
   ``--gradient_checkpointing --backbone_checkpointing``): every trainable ResNet block is recomputed.
 
 The backbone trains with the DETR convention (stem and first stage frozen: ``set_backbone_trainable(model,

@@ -35,6 +35,12 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def nll(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood (log-loss) of integer ``labels`` under ``probs`` (N x C)."""
+    p = np.clip(np.asarray(probs)[np.arange(len(labels)), np.asarray(labels)], 1e-15, None)
+    return float(-np.log(p).mean())
+
+
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
     """Expected calibration error: sum over equal-width confidence bins of |accuracy - confidence| x weight."""
     probs = np.asarray(probs, dtype=np.float64)
@@ -148,12 +154,12 @@ def make_compute_metrics(class_names: Sequence[str]) -> Callable[[Any], dict[str
 
 
 # --------------------------------------------------------------------------------------------- detection
-def _xyxy_to_xywh(b: np.ndarray) -> np.ndarray:
+def xyxy_to_xywh(b: np.ndarray) -> np.ndarray:
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
     return np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
 
 
-def _cxcywh_to_xywh(b: np.ndarray, size_hw: np.ndarray) -> np.ndarray:
+def cxcywh_to_xywh(b: np.ndarray, size_hw: np.ndarray) -> np.ndarray:
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
     h, w = float(size_hw[0]), float(size_hw[1])
     return np.stack(
@@ -196,7 +202,7 @@ def coco_map(
             )
     for i, d in enumerate(detections):
         for b, s, c in zip(
-            _xyxy_to_xywh(d["boxes"]),
+            xyxy_to_xywh(d["boxes"]),
             np.asarray(d["scores"]).reshape(-1),
             np.asarray(d["labels"]).reshape(-1),
         ):

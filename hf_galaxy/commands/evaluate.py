@@ -29,7 +29,10 @@ class EvaluateArguments:
     batch_size: int = field(default=32, metadata={"help": "Images per batch."})
     tta: bool = field(default=False, metadata={"help": "Average predictions over rotations."})
     tta_rotations: str = field(default="0,90,180,270", metadata={"help": "TTA angles, multiples of 90."})
-    precision: str = field(default="auto", metadata={"help": "auto, bf16, fp16 or fp32."})
+    precision: str = field(
+        default="auto",
+        metadata={"help": "auto, bf16, fp16 or fp32.", "choices": ["auto", "bf16", "fp16", "fp32"]},
+    )
     image_size: int | None = field(
         default=None, metadata={"help": "Resize the cutouts once at preparation time (pixels, square)."}
     )

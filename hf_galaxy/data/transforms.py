@@ -414,6 +414,17 @@ class GalaxyTransform:
         return out
 
 
+def parse_rotations(spec: str | Sequence[int]) -> list[int]:
+    """Parse TTA angles (``"0,90,180,270"`` or a list); each must be a multiple of 90 degrees."""
+    angles = [int(a) for a in (spec.split(",") if isinstance(spec, str) else spec) if str(a).strip() != ""]
+    if not angles:
+        raise ValueError("TTA needs at least one rotation angle")
+    bad = [a for a in angles if a % 90]
+    if bad:
+        raise ValueError(f"TTA rotation angles must be multiples of 90 degrees, got {bad}")
+    return angles
+
+
 def rotate_pixel_values(pixel_values: torch.Tensor, angle: int) -> torch.Tensor:
     """Rotate a batch of CHW tensors by a multiple of 90 degrees (exact, used for test-time augmentation)."""
     if angle % 90 != 0:

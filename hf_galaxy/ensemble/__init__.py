@@ -59,7 +59,6 @@ from hf_galaxy.ensemble.core import (
 )
 from hf_galaxy.ensemble.members import (
     MEMBER_FILES,
-    MEMBERS_SUBDIR,
     EnsemblePredictions,
     LabelMismatchError,
     LoadedMember,
@@ -72,7 +71,7 @@ from hf_galaxy.ensemble.members import (
 )
 from hf_galaxy.ensemble.recipe import EnsembleArguments, run_ensemble, summary
 from hf_galaxy.ensemble.strategies import STRATEGIES, train_members
-from hf_galaxy.hub.ensemble import render_ensemble_card
+from hf_galaxy.hub.ensemble import MEMBERS_SUBDIR, render_ensemble_card
 
 __all__ = [
     "ENSEMBLE_CONFIG_NAME",

@@ -54,11 +54,6 @@ def hard_vote(member_probs: np.ndarray, weights: Sequence[float] | None = None) 
     return shares / shares.sum(axis=1, keepdims=True)
 
 
-def nll(probs: np.ndarray, labels: np.ndarray) -> float:
-    p = np.clip(probs[np.arange(len(labels)), labels], 1e-15, None)
-    return float(-np.log(p).mean())
-
-
 def fit_vote_weights(member_probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Soft-voting weights on the simplex that minimise the log-loss of the weighted mean on ``labels``.
 

@@ -3,7 +3,6 @@ reloading and publishing (the card is rendered and the push made by :mod:`hf_gal
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -15,23 +14,24 @@ import numpy as np
 
 from hf_galaxy.ensemble import combine as maths
 from hf_galaxy.ensemble.members import (
-    MEMBERS_SUBDIR,
     EnsemblePredictions,
     LabelMismatchError,
     LoadedMember,
     MemberSpec,
-    _inside,
-    _is_local,
-    _relative_or_absolute,
-    _unique_name,
     check_label_names,
     export_member,
+    is_inside,
     load_member,
+    local_member_dir,
     predict_members,
+    relative_or_absolute,
+    unique_name,
 )
 from hf_galaxy.hub.card import jsonable
+from hf_galaxy.hub.ensemble import MEMBERS_SUBDIR
+from hf_galaxy.hub.render import README_NAME
 from hf_galaxy.jsonio import read_json, write_json
-from hf_galaxy.metrics import classification_metrics, votes_are_informative
+from hf_galaxy.metrics import classification_metrics, nll, votes_are_informative
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +40,6 @@ ENSEMBLE_CONFIG_NAME = "ensemble_config.json"
 
 
 RESULTS_NAME = "ensemble_results.json"
-
-
-README_NAME = "README.md"
 
 
 FORMAT_NAME = "hf-galaxy-ensemble"
@@ -64,7 +61,7 @@ def member_metrics(
     out = classification_metrics(probs, labels, class_names, votes=votes)
     y = np.asarray(labels).astype(np.int64)
     keep = y >= 0
-    out["nll"] = maths.nll(np.asarray(probs, dtype=np.float64)[keep], y[keep])
+    out["nll"] = nll(np.asarray(probs, dtype=np.float64)[keep], y[keep])
     return out
 
 
@@ -357,7 +354,7 @@ class GalaxyEnsemble:
         save_dir = Path(save_dir)
         save_dir.mkdir(parents=True, exist_ok=True)
         for spec in self.members:  # relative paths were relative to the folder the ensemble came from
-            local = _is_local(spec.name_or_path, self.base_dir)
+            local = local_member_dir(spec.name_or_path, self.base_dir)
             if local is not None:
                 spec.name_or_path = str(local.resolve())
         self.base_dir = None
@@ -365,14 +362,14 @@ class GalaxyEnsemble:
             self._copy_local_members(save_dir)
         config = self.to_config()
         for entry in config["members"]:
-            local = _is_local(entry["name_or_path"], None)
+            local = local_member_dir(entry["name_or_path"], None)
             if local is not None:
-                entry["name_or_path"] = _relative_or_absolute(local, save_dir)
+                entry["name_or_path"] = relative_or_absolute(local, save_dir)
         write_json(save_dir / ENSEMBLE_CONFIG_NAME, config)
         if results is not None:
             write_json(save_dir / RESULTS_NAME, jsonable(results))
         elif (save_dir / RESULTS_NAME).is_file():
-            results = json.loads((save_dir / RESULTS_NAME).read_text())
+            results = read_json(save_dir / RESULTS_NAME)
         from hf_galaxy.hub.ensemble import render_ensemble_card
 
         (save_dir / README_NAME).write_text(render_ensemble_card(config, results, repo_id=repo_id))
@@ -382,10 +379,10 @@ class GalaxyEnsemble:
         loaded = self.load()
         used: set[str] = set()
         for i, (spec, member) in enumerate(zip(self.members, loaded)):
-            local = _is_local(spec.name_or_path, None)
-            if local is None or _inside(local, save_dir):
+            local = local_member_dir(spec.name_or_path, None)
+            if local is None or is_inside(local, save_dir):
                 continue
-            name = _unique_name(f"member-{i}-{local.resolve().name}", used)
+            name = unique_name(f"member-{i}-{local.resolve().name}", used)
             dst = save_dir / MEMBERS_SUBDIR / name
             export_member(member, dst)
             spec.name_or_path = str(dst.resolve())
@@ -478,6 +475,16 @@ def publish_ensemble(
     """
     from hf_galaxy.hub.publish import check_repo_id, check_revision
 
+    unknown = set(push_options) - {
+        "private",
+        "revision",
+        "commit_message",
+        "dry_run_dir",
+        "token",
+        "endpoint",
+    }
+    if unknown:
+        raise TypeError(f"publish_ensemble() got unexpected keyword argument(s) {sorted(unknown)}")
     check_repo_id(repo_id)
     check_revision(push_options.get("revision"))
     from hf_galaxy.hub.ensemble import published_results, push_ensemble_folder
@@ -489,12 +496,12 @@ def publish_ensemble(
         staging = Path(tmp)
         used: set[str] = set()
         for i, spec in enumerate(ens.members):
-            local = _is_local(spec.name_or_path, ensemble_dir)
+            local = local_member_dir(spec.name_or_path, ensemble_dir)
             if local is None:
                 continue
-            name = _unique_name(
+            name = unique_name(
                 local.resolve().relative_to(ensemble_dir.resolve() / MEMBERS_SUBDIR).as_posix()
-                if _inside(local, ensemble_dir / MEMBERS_SUBDIR)
+                if is_inside(local, ensemble_dir / MEMBERS_SUBDIR)
                 else f"member-{i}-{local.resolve().name}",
                 used,
             )
@@ -511,7 +518,7 @@ def publish_ensemble(
         write_json(staging / ENSEMBLE_CONFIG_NAME, config)
         results = None
         if (ensemble_dir / RESULTS_NAME).is_file():
-            results = json.loads((ensemble_dir / RESULTS_NAME).read_text(encoding="utf-8"))
+            results = read_json(ensemble_dir / RESULTS_NAME)
             results = published_results(results, [m["name_or_path"] for m in config["members"]])
             write_json(staging / RESULTS_NAME, results)
         return push_ensemble_folder(

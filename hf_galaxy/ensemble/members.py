@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -19,12 +18,9 @@ from torch import nn
 
 from hf_galaxy.data.dataset import label_names as dataset_label_names
 from hf_galaxy.hub.card import jsonable
-from hf_galaxy.jsonio import write_json
+from hf_galaxy.jsonio import read_json, write_json
 
 logger = logging.getLogger(__name__)
-
-
-MEMBERS_SUBDIR = "members"
 
 
 MEMBER_FILES = (
@@ -106,7 +102,7 @@ def _commit_of(path: Path) -> str | None:
     return None
 
 
-def _is_local(name: str, base_dir: Path | None) -> Path | None:
+def local_member_dir(name: str, base_dir: Path | None) -> Path | None:
     path = Path(name).expanduser()
     if not path.is_absolute() and base_dir is not None and (base_dir / path).is_dir():
         return base_dir / path
@@ -127,7 +123,7 @@ def load_member(spec: MemberSpec | str, base_dir: str | os.PathLike | None = Non
 
     spec = MemberSpec.from_dict(spec) if not isinstance(spec, MemberSpec) else spec
     base = Path(base_dir) if base_dir is not None else None
-    local = _is_local(spec.name_or_path, base)
+    local = local_member_dir(spec.name_or_path, base)
     if local is None:
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
@@ -301,7 +297,7 @@ def predict_members(
     )
 
 
-def _inside(path: Path, folder: Path) -> bool:
+def is_inside(path: Path, folder: Path) -> bool:
     try:
         path.resolve().relative_to(folder.resolve())
     except ValueError:
@@ -309,13 +305,13 @@ def _inside(path: Path, folder: Path) -> bool:
     return True
 
 
-def _relative_or_absolute(path: Path, folder: Path) -> str:
-    if _inside(path, folder):
+def relative_or_absolute(path: Path, folder: Path) -> str:
+    if is_inside(path, folder):
         return path.resolve().relative_to(folder.resolve()).as_posix()
     return str(path.resolve())
 
 
-def _unique_name(name: str, used: set[str]) -> str:
+def unique_name(name: str, used: set[str]) -> str:
     base, k = name, 1
     while name in used:
         k += 1
@@ -339,7 +335,7 @@ def export_member(member: LoadedMember, dst: str | os.PathLike) -> Path:
                 shutil.copyfile(src / name, dst / name)
         index = src / "model.safetensors.index.json"
         if index.is_file():
-            for shard in set(json.loads(index.read_text()).get("weight_map", {}).values()):
+            for shard in set(read_json(index).get("weight_map", {}).values()):
                 shutil.copyfile(src / shard, dst / shard)
     else:  # adapter-only output or a non-safetensors checkpoint: save the loaded (merged) model
         member.model.save_pretrained(dst)

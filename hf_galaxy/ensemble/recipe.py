@@ -15,7 +15,13 @@ from hf_galaxy.ensemble.core import (
     format_table,
     publish_ensemble,
 )
-from hf_galaxy.ensemble.members import MemberSpec, _inside, _is_local, _relative_or_absolute, load_member
+from hf_galaxy.ensemble.members import (
+    MemberSpec,
+    is_inside,
+    load_member,
+    local_member_dir,
+    relative_or_absolute,
+)
 from hf_galaxy.ensemble.strategies import STRATEGIES, train_members
 
 logger = logging.getLogger(__name__)
@@ -173,9 +179,9 @@ def run_ensemble(
                 method = "hard"
             weights = provenance["weights"]
         for m in members:  # members trained here are named relative to the ensemble folder
-            local = _is_local(m.spec.name_or_path, None)
-            if local is not None and _inside(local, output_dir):
-                m.spec.name_or_path = _relative_or_absolute(local, output_dir)
+            local = local_member_dir(m.spec.name_or_path, None)
+            if local is not None and is_inside(local, output_dir):
+                m.spec.name_or_path = relative_or_absolute(local, output_dir)
         ens = GalaxyEnsemble.from_loaded(
             members, method=method, weights=weights, tta_rotations=tta, provenance=provenance
         )

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from hf_galaxy.ensemble.members import MEMBERS_SUBDIR, LoadedMember, MemberSpec, load_member, predict_members
+from hf_galaxy.ensemble.members import LoadedMember, MemberSpec, load_member, predict_members
+from hf_galaxy.hub.ensemble import MEMBERS_SUBDIR
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -162,12 +161,11 @@ class GalaxyCardData:
 
     def save(self, output_dir: str | os.PathLike) -> Path:
         """Write ``output_dir/hf_galaxy_card.json`` and return its path."""
+        from hf_galaxy.jsonio import write_json
+
         path = Path(output_dir) / CARD_DATA_FILENAME
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        return write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, output_dir: str | os.PathLike) -> GalaxyCardData:

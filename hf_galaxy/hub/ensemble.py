@@ -12,14 +12,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-#: The folder of a published ensemble that holds its local members (``members/<name>``).
-MEMBERS_PREFIX = "members/"
+from hf_galaxy.hub.render import README_NAME
+
+#: The folder of a saved or published ensemble that holds its local members (``members/<name>``).
+MEMBERS_SUBDIR = "members"
 
 
 def _is_hub_id(name: str) -> bool:
     from hf_galaxy.hub.render import is_hub_repo_id
 
-    return not Path(name).is_absolute() and not name.startswith(MEMBERS_PREFIX) and is_hub_repo_id(name)
+    return not Path(name).is_absolute() and not name.startswith(MEMBERS_SUBDIR + "/") and is_hub_repo_id(name)
 
 
 _METHOD_TEXT = {
@@ -75,6 +77,11 @@ def render_ensemble_card(
         raise CardValidationError("license", f"{license!r} is not a Hub license identifier (e.g. 'mit')")
     method = config["method"]
     members = [{"name_or_path": m} if isinstance(m, str) else m for m in config["members"]]
+    bad = [m for m in members if not isinstance(m, dict) or not m.get("name_or_path")]
+    if bad:
+        raise ValueError(
+            f"ensemble config: member entries must name their model ('name_or_path'), got {bad[0]!r}"
+        )
     weights = config.get("weights")
     prov = config.get("provenance") or {}
     strategy = prov.get("strategy")
@@ -184,7 +191,7 @@ def push_ensemble_folder(
     def render_card(target: str) -> str:
         return render_ensemble_card(config, results, repo_id=target, license=license)
 
-    (staging / "README.md").write_text(render_card(repo_id), encoding="utf-8")
+    (staging / README_NAME).write_text(render_card(repo_id), encoding="utf-8")
     files = {p.relative_to(staging).as_posix(): p for p in sorted(staging.rglob("*")) if p.is_file()}
     plan = UploadPlan(
         files=files,

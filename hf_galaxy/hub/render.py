@@ -8,7 +8,6 @@ after parsing the rendered text back with ``huggingface_hub.ModelCard``.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -113,9 +112,11 @@ def normalise_metrics(results: dict[str, Any]) -> dict[str, float]:
 
 
 def _read_json(path: Path) -> Any:
+    from hf_galaxy.jsonio import read_json
+
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
+        return read_json(path, mapping=False)
+    except (OSError, ValueError) as err:
         logger.warning("could not read %s: %s", path, err)
         return None
 

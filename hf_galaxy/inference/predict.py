@@ -11,7 +11,6 @@ reported, never fatal.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -25,8 +24,8 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import ImageClassifierOutput
 
-from hf_galaxy.data.transforms import ProcessorSpec, rotate_pixel_values
-from hf_galaxy.training.arguments import parse_rotations
+from hf_galaxy.data.transforms import ProcessorSpec, parse_rotations, rotate_pixel_values
+from hf_galaxy.jsonio import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -116,8 +115,12 @@ class BatchPreprocessor:
         self.image_column = image_column
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        good = [r for r in rows if r.get(self.image_column) is not None]
-        skipped = [(str(r.get("id")), r.get("error") or "no image") for r in rows if r not in good]
+        good, skipped = [], []
+        for r in rows:
+            if r.get(self.image_column) is not None:
+                good.append(r)
+            else:
+                skipped.append((str(r.get("id")), r.get("error") or "no image"))
         images = [r[self.image_column] for r in good]
         out: dict[str, Any] = {
             "pixel_values": [torch.stack([spec(img) for img in images]) for spec in self.specs]
@@ -302,8 +305,10 @@ def evaluate_model(
     split_name: str = "test",
 ) -> dict[str, float]:
     """Evaluate a trained model (directory or Hub repo) on a labelled split; writes metrics and plots."""
+    from accelerate import PartialState
+
     from hf_galaxy.data.dataset import label_names
-    from hf_galaxy.metrics import classification_metrics, confusion
+    from hf_galaxy.metrics import classification_metrics, confusion, nll
     from hf_galaxy.models import load_for_inference, model_label_names
     from hf_galaxy.plots import plot_confusion_matrix
     from hf_galaxy.training.precision import resolve_precision
@@ -320,6 +325,10 @@ def evaluate_model(
         [model], [processor], dataset_split, batch_size=batch_size, tta_rotations=tta_rotations,
         precision=resolve_precision(precision)[0], desc=f"evaluate ({split_name})",
     )  # fmt: skip
+    if out.skipped:
+        raise ValueError(
+            f"{len(out.skipped)} images of the {split_name} split could not be read, e.g. {out.skipped[0]}"
+        )
     probs = out.probs[0]
     labels = out.labels if out.labels is not None else np.full(len(probs), -100)
     metrics = {
@@ -328,12 +337,13 @@ def evaluate_model(
     }
     known = labels >= 0
     if known.any():  # the cross-entropy the Trainer reports as loss
-        picked = probs[known, labels[known]]
-        metrics[f"{split_name}_loss"] = float(-np.log(np.clip(picked, 1e-12, None)).mean())
+        metrics[f"{split_name}_loss"] = nll(probs[known], labels[known])
     metrics[f"{split_name}_samples"] = float(len(probs))
+    if not PartialState().is_main_process:
+        return metrics
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / f"{split_name}_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(output_dir / f"{split_name}_results.json", metrics)
     plot_confusion_matrix(
         confusion(labels[known], probs.argmax(axis=1)[known], len(class_names)),
         class_names,

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hf_galaxy.jsonio import read_json
 from hf_galaxy.models.presets import parse_detector_config, parse_model_config
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,8 @@ def model_label_names(model: nn.Module, where: str = "the model") -> list[str]:
 
 
 def _config_from_dict(cfg: dict[str, Any], where: str = "--model_config") -> Any:
-    """A transformers config from a dict with ``model_type``; nested ``*_config`` dicts become configs too.
+    """A transformers config from a dict with ``model_type``; a ``backbone_config`` dict becomes a config too
+    (a ResNet unless it names another ``model_type``).
 
     Every key must be a field of the config class (checked against its defaults, since unknown keyword
     arguments would silently become attributes); the error names the key and the class.
@@ -75,11 +76,11 @@ def _config_from_dict(cfg: dict[str, Any], where: str = "--model_config") -> Any
 
     cfg = dict(cfg)
     model_type = cfg.pop("model_type")
-    for key, value in list(cfg.items()):
-        if key.endswith("_config") and isinstance(value, dict):
-            sub = dict(value)
-            sub.setdefault("model_type", "resnet")
-            cfg[key] = _config_from_dict(sub, f"{where} {key}")
+    backbone = cfg.get("backbone_config")
+    if isinstance(backbone, dict):  # other sub-configs (CLIP's vision_config, ...) stay dicts for their class
+        cfg["backbone_config"] = _config_from_dict(
+            {"model_type": "resnet", **backbone}, f"{where} backbone_config"
+        )
     try:
         reference = AutoConfig.for_model(model_type)
     except (ValueError, KeyError) as err:
@@ -119,6 +120,8 @@ def label_head_modules(model: nn.Module) -> list[str]:
     """
     config = copy.deepcopy(model.config)
     config.num_labels = int(model.config.num_labels) + 3
+    if hasattr(config, "use_pretrained_backbone"):
+        config.use_pretrained_backbone = False  # a shape probe: never fetch backbone weights
     with torch.device("meta"):
         other = type(model)(config)
     shapes = {name: p.shape for name, p in model.named_parameters()}
@@ -404,6 +407,6 @@ def _adapter_label_kwargs(adapter_dir: Path) -> dict[str, Any]:
     labels_file = adapter_dir / "label_names.json"
     if not labels_file.is_file():
         return {}
-    names = json.loads(labels_file.read_text())
+    names = read_json(labels_file, mapping=False)
     id2label, label2id = label_maps(names)
     return {"num_labels": len(names), "id2label": id2label, "label2id": label2id}

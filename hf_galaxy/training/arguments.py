@@ -10,8 +10,9 @@ data (+ augmentation)  :class:`BaseDataArguments`      :class:`DataArguments`, :
 model                  :class:`BaseModelArguments`     :class:`ModelArguments` (+ LoRA), :class:`DetectionModelArguments`
 =====================  ==============================  ===================================================
 
-A name means one thing everywhere: ``image_size`` is always the side cutouts are resized to once at
-preparation time (classification); the side a detector's image processor resizes to is ``processor_size``.
+A recipe option means one thing everywhere: ``--image_size`` is the side cutouts are resized to once at
+preparation time (classification); the side a detector's image processor resizes to is ``--processor_size``
+(passed to :func:`~hf_galaxy.models.load_detector` as its ``image_size``).
 ``precision`` defaults to ``auto`` for every task (the detection YAMLs ask for ``fp16`` explicitly).
 """
 
@@ -20,23 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hf_galaxy.data.transforms import AugmentConfig, DetectionAugmentConfig
+from hf_galaxy.data.transforms import AugmentConfig, DetectionAugmentConfig, parse_rotations
 from hf_galaxy.models.loading import DEFAULT_DETECTOR, DEFAULT_MODEL
 from hf_galaxy.models.presets import DETECTOR_PRESETS
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 BACKBONE_MODES = ("detr", "all", "none", "as_built")
-
-
-def parse_rotations(spec: str | list[int] | tuple[int, ...]) -> list[int]:
-    """Parse TTA angles (``"0,90,180,270"`` or a list); each must be a multiple of 90 degrees."""
-    angles = [int(a) for a in (spec.split(",") if isinstance(spec, str) else spec) if str(a).strip() != ""]
-    if not angles:
-        raise ValueError("TTA needs at least one rotation angle")
-    bad = [a for a in angles if a % 90]
-    if bad:
-        raise ValueError(f"TTA rotation angles must be multiples of 90 degrees, got {bad}")
-    return angles
 
 
 # --------------------------------------------------------------------------------------------- run
@@ -55,7 +45,8 @@ class BaseScriptArguments:
         default="auto",
         metadata={
             "help": "auto (bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU), bf16, fp16 or fp32 "
-            "(fp16/bf16 fall back to fp32 on a CPU, with a notice)."
+            "(fp16/bf16 fall back to fp32 on a CPU, with a notice).",
+            "choices": list(PRECISIONS),
         },
     )
     eval_split: str = field(

@@ -75,6 +75,7 @@ class ClassificationTrainer(GalaxyTrainer):
 
     # our compute_loss returns a per-batch mean: let Trainer divide it by the accumulation steps
     loss_is_scaled_for_ga = False
+    predicts_final_split = True  # the confusion matrix and sample grid need the final split's predictions
 
     def __init__(
         self,

@@ -25,7 +25,7 @@ from hf_galaxy.data.transforms import (
     DetectionTransform,
 )
 from hf_galaxy.inference.detection import post_process, predict_detections
-from hf_galaxy.metrics import _cxcywh_to_xywh, coco_map, finite_metrics
+from hf_galaxy.metrics import coco_map, cxcywh_to_xywh, finite_metrics
 from hf_galaxy.models import load_detector
 from hf_galaxy.models.detection import (
     accepts_pixel_mask,
@@ -109,7 +109,7 @@ class DetectionMetrics:
                 scale = orig if "target_size" not in t else np.asarray(t["target_size"])
                 targets.append(
                     {
-                        "boxes": _cxcywh_to_xywh(t["boxes"], scale),
+                        "boxes": cxcywh_to_xywh(t["boxes"], scale),
                         "labels": np.asarray(t["class_labels"]),
                         "size": orig,
                     }

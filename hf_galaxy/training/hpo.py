@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 from torch import nn
 from transformers import TrainingArguments
 
+from hf_galaxy.jsonio import write_json
 from hf_galaxy.training.arguments import DataArguments, ModelArguments, ScriptArguments
 from hf_galaxy.training.classification import build_trainer, prepare_run
 from hf_galaxy.training.precision import apply_precision
@@ -117,8 +117,8 @@ def run_hpo(
     if trainer.is_world_process_zero():
         out = Path(training_args.output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "best_trial.json").write_text(json.dumps(result, indent=2) + "\n")
-        (out / "trials.json").write_text(json.dumps([trials[k] for k in sorted(trials)], indent=2) + "\n")
+        write_json(out / "best_trial.json", result)
+        write_json(out / "trials.json", [trials[k] for k in sorted(trials)])
         logger.info(
             "best trial %s: %s=%.4f with %s", best.run_id, metric, best.objective, best.hyperparameters
         )

@@ -101,13 +101,17 @@ class GalaxyTrainer(Trainer):
 
     ``card`` (a :class:`~hf_galaxy.hub.card.GalaxyCardData`) is filled by a :class:`CardCallback` during
     training, gets the final metrics from :meth:`evaluate_splits` and is written (with the README card, and
-    published when asked) by :meth:`finish`.
+    published when asked) by :meth:`finish`. Without a ``card`` (hyperparameter-search trials) no card data
+    is recorded or written during training.
     """
+
+    #: the final split gets its own pass even when it is the validation split (see :meth:`evaluate_splits`)
+    predicts_final_split = False
 
     def __init__(self, *args: Any, card: GalaxyCardData | None = None, **kwargs: Any) -> None:
         self.card = card if card is not None else GalaxyCardData()
         callbacks = list(kwargs.pop("callbacks", None) or [])
-        kwargs["callbacks"] = [CardCallback(self.card), *callbacks]
+        kwargs["callbacks"] = ([CardCallback(card)] if card is not None else []) + callbacks
         super().__init__(*args, **kwargs)
 
     # ---- train
@@ -136,23 +140,30 @@ class GalaxyTrainer(Trainer):
     def evaluate_splits(
         self, validation: Any, final: Any, final_name: str | None, sizes: tuple[int, int]
     ) -> dict[str, float]:
-        """Evaluate the validation split (``eval_*``) and the final split (``test_*``, or ``eval_*`` when the
-        final split is the validation split, then evaluated once); log and save both, put the final metrics
-        on the card. ``sizes`` are the two splits' row counts."""
+        """Evaluate the validation split (``eval_*``) and the final split (``test_*`` when it is the test
+        split, else ``eval_*``); log and save them, and put the final metrics on the card. ``sizes`` are the
+        two splits' row counts.
+
+        When the final split is the validation split it is evaluated once, unless the trainer
+        :attr:`predicts_final_split` (its predictions are drawn, or scored again with TTA); the second
+        pass's metrics are saved only when they add keys (TTA) to the first's.
+        """
         metrics: dict[str, float] = {}
-        final_is_test = final_name not in (None, "validation")
-        if validation is not None and (final is None or final_is_test):
+        val: dict[str, float] = {}
+        run_val = validation is not None and (final_name != "validation" or self.predicts_final_split)
+        if run_val:
             val = self.evaluate(validation, metric_key_prefix="eval")
             val["eval_samples"] = sizes[0]
             self.log_metrics("eval", val)
             self.save_metrics("eval", val)
             metrics.update(val)
         if final is not None:
-            prefix = "test" if final_is_test else "eval"
+            prefix = "test" if final_name == "test" else "eval"
             out = self.final_metrics(final, prefix)
             out[f"{prefix}_samples"] = sizes[1]
-            self.log_metrics(prefix, out)
-            self.save_metrics(prefix, out)
+            if prefix == "test" or not run_val or set(out) - set(val):
+                self.log_metrics(prefix, out)
+                self.save_metrics(prefix, out)
             metrics.update(out)
             self.card.eval_results = card_metrics(out, prefix)
             self.card.eval_split = final_name
