@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/hf-galaxy demo --output-dir demo_output
+	$(BIN)/hf-galaxy demo --output_dir demo_output
 
 lint: setup
 	$(BIN)/ruff check .

@@ -34,7 +34,7 @@ from typing import Any
 
 from transformers import TrainingArguments
 
-from hf_galaxy.cli import configure_logging
+from hf_galaxy.cli import run_recipe
 from hf_galaxy.ensemble import EnsembleArguments, run_ensemble, summary
 from hf_galaxy.training import DataArguments, GalaxyArgumentParser, ModelArguments, ScriptArguments
 from hf_galaxy.training import make_parser as _make_parser
@@ -65,6 +65,4 @@ def main(
 
 
 if __name__ == "__main__":
-    args = make_parser().parse()
-    configure_logging(args[1])
-    main(*args)
+    raise SystemExit(run_recipe(main, make_parser()))

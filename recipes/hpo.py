@@ -4,9 +4,10 @@ Searches learning rate (log-uniform), LoRA rank (categorical), weight decay and 
 ``model_init`` rebuilds the LoRA model with each trial's rank. The best trial (objective and
 hyperparameters) is written to ``OUTPUT_DIR/best_trial.json`` and every trial to ``OUTPUT_DIR/trials.json``::
 
-    python recipes/hpo.py --config recipes/configs/hpo.yaml --n_trials 20
-    accelerate launch recipes/hpo.py --config recipes/configs/hpo.yaml --dataset CATALOG --image_dir CUTOUTS \\
-        --model_name_or_path google/vit-base-patch16-224-in21k --model_config none
+    # offline, on CPU: a small ViT built from a config, on synthetic galaxies
+    python recipes/hpo.py --config recipes/configs/hpo_tiny.yaml --n_trials 4
+    # ViT-B/16 with LoRA on real data
+    accelerate launch recipes/hpo.py --config recipes/configs/hpo.yaml --dataset CATALOG --image_dir CUTOUTS
 
 Then train the final model with the best values, e.g.
 ``python recipes/vit_lora.py --config recipes/configs/vit_lora.yaml --learning_rate LR --lora_r R ...``.
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from hf_galaxy.cli import configure_logging
+from hf_galaxy.cli import run_recipe
 from hf_galaxy.training import DataArguments, GalaxyArgumentParser, ModelArguments, ScriptArguments, run_hpo
 from hf_galaxy.training import make_parser as _make_parser
 
@@ -69,6 +70,4 @@ def main(
 
 
 if __name__ == "__main__":
-    args = make_parser().parse()
-    configure_logging(args[1])
-    main(*args)
+    raise SystemExit(run_recipe(main, make_parser()))

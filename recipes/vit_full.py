@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from transformers import TrainingArguments
 
-from hf_galaxy.cli import configure_logging
+from hf_galaxy.cli import run_recipe
 from hf_galaxy.training import (
     DataArguments,
     GalaxyArgumentParser,
@@ -50,6 +50,4 @@ def main(
 
 
 if __name__ == "__main__":
-    args = make_parser().parse()
-    configure_logging(args[1])
-    main(*args)
+    raise SystemExit(run_recipe(main, make_parser()))

@@ -109,3 +109,69 @@ def test_demo_runs_the_whole_pipeline_offline(tmp_path, capsys) -> None:
     assert card.data.pipeline_tag == "image-classification"
     assert "trained on synthetic galaxies" in card.text
     assert "[5/5]" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------ conventions
+def test_every_option_takes_underscores_and_dashes(tmp_path) -> None:
+    from hf_galaxy.cli import build_parser
+
+    for command, argv, dest, value in [
+        ("prepare", ["cat.csv", "--image_dir", "d"], "image_dir", "d"),
+        ("prepare", ["cat.csv", "--image-dir", "d"], "image_dir", "d"),
+        ("prepare", ["cat.csv", "--cache-dir", "c"], "cache_dir", "c"),
+        ("predict", ["imgs", "--model", "m", "--image-dir", "d"], "image_dir", "d"),
+        ("predict", ["imgs", "--model", "m", "--batch-size", "4"], "batch_size", 4),
+        ("publish", ["out", "a/b", "--dry_run", "x"], "dry_run", "x"),
+        ("publish", ["out", "a/b", "--dry-run", "x"], "dry_run", "x"),
+        ("demo", ["--output_dir", "o"], "output_dir", "o"),
+        ("synth", ["out", "--image_size", "48"], "image_size", 48),
+        ("evaluate", ["--model", "m", "--dataset", "d", "--split-seed", "3"], "split_seed", 3),
+    ]:
+        parser, _ = build_parser(command)
+        assert getattr(parser.parse_args([command, *argv]), dest) == value, (command, argv)
+
+
+def test_an_unknown_option_shows_the_subcommands_usage(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["prepare", "cat.csv", "--no-such-option"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: hf-galaxy prepare" in err and "unrecognized arguments: --no-such-option" in err
+
+
+def test_user_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys) -> None:
+    missing = str(tmp_path / "missing.csv")
+    assert main(["prepare", missing]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hf-galaxy prepare: error: ") and missing in err and "\n" not in err
+    with pytest.raises(
+        ValueError, match="catalogue not found"
+    ):  # the CatalogError itself, with its traceback
+        main(["--debug", "prepare", missing])
+
+
+def test_help_imports_no_torch() -> None:
+    """hf-galaxy --help and the light commands' --help build their parsers without importing torch."""
+    code = (
+        "import sys, contextlib, io\n"
+        "from hf_galaxy.cli import main\n"
+        "for argv in (['--help'], ['prepare', '--help'], ['evaluate', '--help'], ['predict', '--help']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        try:\n"
+        "            main(argv)\n"
+        "        except SystemExit:\n"
+        "            pass\n"
+        "print('torch' in sys.modules, 'transformers.training_args' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "False"]
+
+
+def test_train_help_is_cached_and_current(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert main(["train", "--help"]) == 0
+    first = capsys.readouterr().out
+    assert "--dataset" in first and "--learning_rate" in first and "--image-dir" in first
+    assert len(list((tmp_path / "hf_galaxy" / "help").glob("train-*.txt"))) == 1
+    assert main(["train", "--help"]) == 0 and capsys.readouterr().out == first

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -98,16 +99,74 @@ def test_unknown_yaml_key_is_named(tmp_path, capsys):
 
 
 def test_shipped_configs_parse(tmp_path):
+    from hf_galaxy.ensemble import EnsembleArguments
+
     hpo = load_recipe("hpo")
-    configs = sorted([*(RECIPES / "configs").glob("vit_*.yaml"), RECIPES / "configs" / "hpo.yaml"])
-    assert {c.name for c in configs} >= {"vit_lora.yaml", "vit_full.yaml", "vit_lora_4gb.yaml", "hpo.yaml"}
+    parsers = {
+        "vit": make_parser,
+        "hpo": hpo.make_parser,
+        "detr": lambda: make_parser(task="detection"),
+        "yolos": lambda: make_parser(task="detection"),
+        "ensemble": lambda: make_parser(extra_dataclasses=[EnsembleArguments]),
+    }
+    configs = sorted((RECIPES / "configs").glob("*.yaml"))
+    assert {c.name for c in configs} >= {
+        "vit_lora.yaml", "vit_full.yaml", "vit_lora_4gb.yaml", "vit_lora_demo.yaml", "hpo.yaml", "hpo_tiny.yaml",
+        "detr.yaml", "detr_tiny.yaml", "yolos.yaml", "yolos_tiny.yaml", "ensemble.yaml", "ensemble_tiny.yaml",
+    }  # fmt: skip
     for cfg in configs:
-        parser = hpo.make_parser() if cfg.name.startswith("hpo") else make_parser()
+        parser = parsers[cfg.name.split("_")[0].split(".")[0]]()
         parsed = parser.parse(["--config", str(cfg), "--output_dir", str(tmp_path)])
-        assert parsed[1].output_dir == str(tmp_path)
+        assert parsed[1].output_dir == str(tmp_path), cfg.name
+        # only the demo/tiny configs name a dataset, and it is synthetic; real configs need --dataset
+        demo = cfg.stem.endswith(("_tiny", "_demo"))
+        assert (parsed[0].dataset or "").startswith("synthetic:") is demo, cfg.name
+        if demo:
+            assert "SYNTHETIC" in cfg.read_text(), f"{cfg.name} must say it trains on synthetic galaxies"
     four = make_parser().parse(["--config", str(RECIPES / "configs" / "vit_lora_4gb.yaml")])
     assert four[1].activation_checkpointing and four[1].gradient_accumulation_steps == 4
     assert four[1].per_device_train_batch_size == 16
+
+
+def test_shipped_accelerate_configs_load():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    expected = {
+        "single_gpu": "NO", "multi_gpu": "MULTI_GPU", "cpu_ddp": "MULTI_GPU", "fsdp": "FSDP",
+        "deepspeed_zero2": "DEEPSPEED",
+    }  # fmt: skip
+    for name, kind in expected.items():
+        config = load_config_from_file(str(RECIPES / "accelerate" / f"{name}.yaml"))
+        assert str(config.distributed_type).split(".")[-1] == kind, name
+    fsdp = load_config_from_file(str(RECIPES / "accelerate" / "fsdp.yaml"))
+    assert fsdp.fsdp_config["fsdp_transformer_layer_cls_to_wrap"] == "ViTLayer"
+    ddp = load_config_from_file(
+        str(RECIPES / "accelerate" / "cpu_ddp.yaml")
+    )  # torchrun; the recipe sets use_cpu
+    assert ddp.num_processes == 2 and not ddp.use_cpu
+    zero = load_config_from_file(str(RECIPES / "accelerate" / "deepspeed_zero2.yaml"))
+    assert zero.deepspeed_config["zero_stage"] == 2
+
+
+def test_a_recipe_without_dataset_stops_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, str(RECIPES / "vit_lora.py"), "--config", str(RECIPES / "configs" / "vit_lora.yaml"),
+         "--output_dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()
+    assert err[-1].startswith("vit_lora.py: error: --dataset is required") and "Traceback" not in proc.stderr
+
+
+def test_synthetic_data_says_so_and_the_card_records_it(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="hf_galaxy"):
+        dsd = load_training_data("synthetic:12", DataArguments(synthetic_image_size=32), data_dir=tmp_path)
+    assert "training on 12 SYNTHETIC galaxies" in caplog.text
+    assert dsd.galaxy_info["synthetic"] is True
 
 
 def test_soft_label_loss():

@@ -107,13 +107,13 @@ def train_evaluate_publish(dsd, out: Path, *, seed: int = 0, epochs: float | Non
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output-dir", default="demo_output", help="where everything is written")
-    parser.add_argument("-n", "--num-galaxies", type=int, default=2000)
+    parser.add_argument("--output_dir", default="demo_output", help="where everything is written")
+    parser.add_argument("-n", "--num_galaxies", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--image-size", type=int, default=64, help="size the cutouts are prepared at")
-    parser.add_argument("--num-proc", type=int, default=2, help="processes for generation and preparation")
+    parser.add_argument("--image_size", type=int, default=64, help="size the cutouts are prepared at")
+    parser.add_argument("--num_proc", type=int, default=2, help="processes for generation and preparation")
     parser.add_argument("--epochs", type=float, default=None, help="override the demo's training epochs")
-    parser.add_argument("--no-train", action="store_true", help="stop after the dataset summary and grid")
+    parser.add_argument("--no_train", action="store_true", help="stop after the dataset summary and grid")
 
 
 def _print_summary(dsd) -> None:

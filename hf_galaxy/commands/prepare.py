@@ -14,10 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("catalog", help="catalogue file (CSV/Parquet/FITS/HDF5) or image folder")
     parser.add_argument("--output", "-o", default=None, help="save the DatasetDict here (save_to_disk)")
     parser.add_argument("--format", default="auto", help="catalogue layout (default: auto-detect)")
-    parser.add_argument(
-        "--image_size", "--image-size", type=int, default=None, help="resize cutouts (pixels)"
-    )
-    parser.add_argument("--cache_dir", "--cache-dir", default=None, help="the datasets cache to use")
+    parser.add_argument("--image_size", type=int, default=None, help="resize cutouts (pixels)")
+    parser.add_argument("--cache_dir", default=None, help="the datasets cache to use")
     parser.add_argument("--strict", action="store_true", help="stop at the first bad row or image")
     parser.add_argument("--grid", default=None, help="also write a sample-grid PNG here")
     add_dataclass_arguments(parser, DatasetArguments)

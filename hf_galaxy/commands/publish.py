@@ -12,18 +12,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("repo_id", help="target repo, 'namespace/model-name'")
     parser.add_argument("--private", action="store_true", help="create the repo as private")
     parser.add_argument("--revision", default=None, help="branch to publish to (created when missing)")
-    parser.add_argument("--commit-message", default=None, help="commit title")
+    parser.add_argument("--commit_message", default=None, help="commit title")
     parser.add_argument(
-        "--dry-run",
+        "--dry_run",
         metavar="DIR",
         default=None,
         help="write the exact folder that would be pushed to DIR; push nothing",
     )
     parser.add_argument(
-        "--adapter-only", action="store_true", help="publish the LoRA adapter alone (library_name: peft)"
+        "--adapter_only", action="store_true", help="publish the LoRA adapter alone (library_name: peft)"
     )
     parser.add_argument(
-        "--no-merge",
+        "--no_merge",
         action="store_true",
         help="never merge a LoRA adapter into its base model (fail if the output has no merged model)",
     )

@@ -10,11 +10,11 @@ HELP = "write a synthetic Galaxy Zoo 1 set (GZ1 Table 2 catalogue, JPEG cutouts,
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out_dir", help="folder to write catalog.csv, images/, truth.csv, truth_boxes.json")
     parser.add_argument(
-        "-n", "--num-galaxies", type=int, default=2000, help="number of galaxies (default 2000)"
+        "-n", "--num_galaxies", type=int, default=2000, help="number of galaxies (default 2000)"
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--image-size", type=int, default=424, help="cutout size in pixels (default 424)")
-    parser.add_argument("--num-proc", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--image_size", type=int, default=424, help="cutout size in pixels (default 424)")
+    parser.add_argument("--num_proc", type=int, default=1, help="worker processes (default 1)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -115,7 +115,7 @@ class UploadPlan:
     adapter: bool = False
     card: GalaxyCardData | None = None
     default_commit_message: str = DEFAULT_COMMIT_MESSAGE
-    dry_run_option: str = "--dry-run DIR"
+    dry_run_option: str = "--dry_run DIR"
 
 
 def _is_real_hub(endpoint: str) -> bool:

@@ -21,18 +21,19 @@ import torch
 from torch import nn
 
 from hf_galaxy.jsonio import read_json
-from hf_galaxy.models.presets import parse_detector_config, parse_model_config
+from hf_galaxy.models.presets import (
+    DEFAULT_DETECTOR,
+    DEFAULT_MODEL,
+    parse_detector_config,
+    parse_model_config,
+)
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DETECTOR = "facebook/detr-resnet-50"
 #: Backbone switches of the transformers 4.x detector configs, still accepted (and consumed) by 5.x.
 _BACKBONE_LEGACY_KEYS = frozenset(
     {"use_timm_backbone", "use_pretrained_backbone", "backbone", "backbone_kwargs"}
 )
-
-
-DEFAULT_MODEL = "google/vit-base-patch16-224-in21k"
 
 
 class ModelNotFoundError(FileNotFoundError):

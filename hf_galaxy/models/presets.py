@@ -22,6 +22,9 @@ from typing import Any
 
 from hf_galaxy.jsonio import read_json
 
+DEFAULT_MODEL = "google/vit-base-patch16-224-in21k"
+DEFAULT_DETECTOR = "facebook/detr-resnet-50"
+
 CONFIG_PRESETS: dict[str, dict[str, Any]] = {
     # for unit tests: ~30k parameters
     "vit-tiny": {

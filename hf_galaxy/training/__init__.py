@@ -11,45 +11,54 @@
 * :mod:`~hf_galaxy.training.hpo`: :func:`run_hpo` (Optuna).
 """
 
-from hf_galaxy.training.arguments import (
-    PRECISIONS,
-    BaseDataArguments,
-    BaseModelArguments,
-    BaseScriptArguments,
-    DataArguments,
-    DatasetArguments,
-    DetectionDataArguments,
-    DetectionModelArguments,
-    DetectionScriptArguments,
-    ModelArguments,
-    ScriptArguments,
-    parse_rotations,
-)
-from hf_galaxy.training.classification import (
-    ClassificationTrainer,
-    build_trainer,
-    collate_galaxy,
-    prepare_run,
-    run_training,
-    soft_label_loss,
-    train_classifier,
-)
-from hf_galaxy.training.data import class_names_of, load_detection_data, load_training_data
-from hf_galaxy.training.detection import (
-    DetectionMetrics,
-    DetectionTrainer,
-    build_detection_trainer,
-    pack_targets,
-    run_detection,
-    unpack_targets,
-)
-from hf_galaxy.training.hpo import run_hpo
-from hf_galaxy.training.parser import ConfigError, GalaxyArgumentParser, load_yaml_config, make_parser
-from hf_galaxy.training.precision import apply_precision, resolve_precision
-from hf_galaxy.training.trainer import GalaxyTrainer, card_metrics, resolve_checkpoint, start_run
+from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from hf_galaxy._lazy import lazy_getattr
+
+_EXPORTS = {
+    "BaseDataArguments": "hf_galaxy.training.arguments",
+    "BaseModelArguments": "hf_galaxy.training.arguments",
+    "BaseScriptArguments": "hf_galaxy.training.arguments",
+    "ClassificationTrainer": "hf_galaxy.training.classification",
+    "ConfigError": "hf_galaxy.training.parser",
+    "DataArguments": "hf_galaxy.training.arguments",
+    "DatasetArguments": "hf_galaxy.training.arguments",
+    "DetectionDataArguments": "hf_galaxy.training.arguments",
+    "DetectionMetrics": "hf_galaxy.training.detection",
+    "DetectionModelArguments": "hf_galaxy.training.arguments",
+    "DetectionScriptArguments": "hf_galaxy.training.arguments",
+    "DetectionTrainer": "hf_galaxy.training.detection",
+    "GalaxyArgumentParser": "hf_galaxy.training.parser",
+    "GalaxyTrainer": "hf_galaxy.training.trainer",
+    "ModelArguments": "hf_galaxy.training.arguments",
+    "PRECISIONS": "hf_galaxy.training.arguments",
+    "ScriptArguments": "hf_galaxy.training.arguments",
+    "apply_precision": "hf_galaxy.training.precision",
+    "build_detection_trainer": "hf_galaxy.training.detection",
+    "build_trainer": "hf_galaxy.training.classification",
+    "card_metrics": "hf_galaxy.training.trainer",
+    "class_names_of": "hf_galaxy.training.data",
+    "collate_galaxy": "hf_galaxy.training.classification",
+    "load_detection_data": "hf_galaxy.training.data",
+    "load_training_data": "hf_galaxy.training.data",
+    "load_yaml_config": "hf_galaxy.training.parser",
+    "make_parser": "hf_galaxy.training.parser",
+    "pack_targets": "hf_galaxy.training.detection",
+    "parse_rotations": "hf_galaxy.data.transforms",
+    "prepare_run": "hf_galaxy.training.classification",
+    "resolve_checkpoint": "hf_galaxy.training.trainer",
+    "resolve_precision": "hf_galaxy.training.precision",
+    "run_detection": "hf_galaxy.training.detection",
+    "run_hpo": "hf_galaxy.training.hpo",
+    "run_training": "hf_galaxy.training.classification",
+    "soft_label_loss": "hf_galaxy.training.classification",
+    "start_run": "hf_galaxy.training.trainer",
+    "train_classifier": "hf_galaxy.training.classification",
+    "unpack_targets": "hf_galaxy.training.detection",
+}
 __all__ = [
-    "PRECISIONS",
     "BaseDataArguments",
     "BaseModelArguments",
     "BaseScriptArguments",
@@ -65,6 +74,7 @@ __all__ = [
     "GalaxyArgumentParser",
     "GalaxyTrainer",
     "ModelArguments",
+    "PRECISIONS",
     "ScriptArguments",
     "apply_precision",
     "build_detection_trainer",
@@ -89,3 +99,42 @@ __all__ = [
     "train_classifier",
     "unpack_targets",
 ]
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hf_galaxy.data.transforms import parse_rotations
+    from hf_galaxy.training.arguments import (
+        PRECISIONS,
+        BaseDataArguments,
+        BaseModelArguments,
+        BaseScriptArguments,
+        DataArguments,
+        DatasetArguments,
+        DetectionDataArguments,
+        DetectionModelArguments,
+        DetectionScriptArguments,
+        ModelArguments,
+        ScriptArguments,
+    )
+    from hf_galaxy.training.classification import (
+        ClassificationTrainer,
+        build_trainer,
+        collate_galaxy,
+        prepare_run,
+        run_training,
+        soft_label_loss,
+        train_classifier,
+    )
+    from hf_galaxy.training.data import class_names_of, load_detection_data, load_training_data
+    from hf_galaxy.training.detection import (
+        DetectionMetrics,
+        DetectionTrainer,
+        build_detection_trainer,
+        pack_targets,
+        run_detection,
+        unpack_targets,
+    )
+    from hf_galaxy.training.hpo import run_hpo
+    from hf_galaxy.training.parser import ConfigError, GalaxyArgumentParser, load_yaml_config, make_parser
+    from hf_galaxy.training.precision import apply_precision, resolve_precision
+    from hf_galaxy.training.trainer import GalaxyTrainer, card_metrics, resolve_checkpoint, start_run

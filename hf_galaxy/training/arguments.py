@@ -19,11 +19,12 @@ preparation time (classification); the side a detector's image processor resizes
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hf_galaxy.data.transforms import AugmentConfig, DetectionAugmentConfig, parse_rotations
-from hf_galaxy.models.loading import DEFAULT_DETECTOR, DEFAULT_MODEL
-from hf_galaxy.models.presets import DETECTOR_PRESETS
+from hf_galaxy.models.presets import DEFAULT_DETECTOR, DEFAULT_MODEL, DETECTOR_PRESETS
+
+if TYPE_CHECKING:  # the dataclasses import no torch, so that --help stays fast
+    from hf_galaxy.data.transforms import AugmentConfig, DetectionAugmentConfig
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 BACKBONE_MODES = ("detr", "all", "none", "as_built")
@@ -85,6 +86,8 @@ class ScriptArguments(BaseScriptArguments):
     num_grid_images: int = field(default=16, metadata={"help": "Images in sample_grid.png (0: no grid)."})
 
     def __post_init__(self) -> None:
+        from hf_galaxy.data.transforms import parse_rotations
+
         super().__post_init__()
         if self.soft_loss not in ("ce", "kl"):
             raise ValueError(f"--soft_loss must be 'ce' or 'kl', got {self.soft_loss!r}")
@@ -221,6 +224,8 @@ class DataArguments(BaseDataArguments):
 
     def augment_config(self) -> AugmentConfig | None:
         """The :class:`AugmentConfig` these arguments describe (None when augmentation is off)."""
+        from hf_galaxy.data.transforms import AugmentConfig
+
         if not self.augment:
             return None
         return AugmentConfig(
@@ -272,6 +277,8 @@ class DetectionDataArguments(BaseDataArguments):
 
     def augment_config(self) -> DetectionAugmentConfig | None:
         """The :class:`DetectionAugmentConfig` (None when augmentation is off)."""
+        from hf_galaxy.data.transforms import DetectionAugmentConfig
+
         if not self.augment:
             return None
         return DetectionAugmentConfig(rotate90=self.rotate90, flip=self.flip, scale_jitter=self.scale_jitter)

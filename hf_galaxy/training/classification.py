@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import TrainingArguments
 
-from hf_galaxy.data.transforms import GalaxyTransform
+from hf_galaxy.data.transforms import GalaxyTransform, parse_rotations
 from hf_galaxy.metrics import confusion, make_compute_metrics, softmax, split_label_ids
 from hf_galaxy.models import apply_lora, load_classifier, save_lora_model
-from hf_galaxy.training.arguments import DataArguments, ModelArguments, ScriptArguments, parse_rotations
+from hf_galaxy.training.arguments import DataArguments, ModelArguments, ScriptArguments
 from hf_galaxy.training.data import class_names_of, run_data
 from hf_galaxy.training.trainer import GalaxyTrainer, run_card, start_run
 

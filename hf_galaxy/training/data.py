@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from hf_galaxy.training.arguments import DataArguments, DatasetArguments, DetectionDataArguments
+
+logger = logging.getLogger(__name__)
 
 
 def load_training_data(
@@ -31,7 +34,8 @@ def load_training_data(
     data_args = data_args or DataArguments()
     if not dataset:
         raise ValueError(
-            "--dataset is required: a catalogue file, an image folder, a saved DatasetDict or synthetic:N"
+            "--dataset is required: a catalogue file, an image folder, a saved DatasetDict, or synthetic:N for "
+            "procedural galaxies"
         )
     kwargs = data_args.loader_kwargs()
     if dataset.startswith("synthetic:"):
@@ -41,9 +45,17 @@ def load_training_data(
             n = int(dataset.split(":", 1)[1])
         except ValueError as err:
             raise ValueError(f"--dataset {dataset!r}: expected synthetic:N with an integer N") from err
+        logger.warning(
+            "--dataset %s: training on %d SYNTHETIC galaxies (procedural cut-outs, not real Galaxy Zoo data); "
+            "pass --dataset CATALOG_OR_FOLDER for real data",
+            dataset,
+            n,
+        )
         folder = Path(data_dir or Path(output_dir) / "synthetic_data")
         zoo = make_galaxy_zoo(folder, n, seed=seed, image_size=data_args.synthetic_image_size)
-        return load_galaxy_dataset(zoo.catalog_path, zoo.image_dir, **kwargs)
+        dsd = load_galaxy_dataset(zoo.catalog_path, zoo.image_dir, **kwargs)
+        dsd.galaxy_info["synthetic"] = True  # the model card says so
+        return dsd
     path = Path(dataset).expanduser()
     if path.is_dir() and (path / "dataset_dict.json").is_file():
         return DatasetDict.load_from_disk(str(path))
@@ -99,8 +111,6 @@ def load_detection_data(
         if "objects" not in first.column_names:
             dsd = to_detection(dsd, catalog=path if path.is_file() else None, **args.box_kwargs())
     info = dict(getattr(dsd, "galaxy_info", None) or {})
-    if dataset.startswith("synthetic:"):
-        info["synthetic"] = True
     mosaic_counts: dict[str, int] = {}
     if args.mosaics > 0:
         out = {}
