@@ -306,3 +306,81 @@ def test_unreadable_hdf5_row_is_skipped_not_fatal(tmp_path) -> None:
     assert np.asarray(open_image(path, 1)).shape == (8, 8, 3)
     with pytest.raises(ImageError, match=r"g10.h5\[images\]\[5\]: unreadable HDF5 image"):
         open_image(path, 5)
+
+
+def test_every_image_mode_is_stored_as_rgb(gz1, tmp_path) -> None:
+    """CMYK, palette, gray+alpha, 16-bit and float cut-outs all end up RGB in the dataset (a CMYK JPEG too,
+    whose original bytes must not be passed through)."""
+    cat, images = gz1
+    ids = sorted(p.stem for p in images.glob("*.jpg"))[:5]
+    rgb = Image.open(images / f"{ids[0]}.jpg").convert("RGB")
+    rgb.convert("CMYK").save(images / f"{ids[0]}.jpg")  # a CMYK JPEG under its usual name
+    assert Image.open(images / f"{ids[0]}.jpg").mode == "CMYK"
+    gray = np.asarray(rgb.convert("L"))
+    others = {
+        ids[1]: rgb.convert("P"),
+        ids[2]: Image.fromarray(np.stack([gray, np.full_like(gray, 255)], -1), "LA"),
+        ids[3]: Image.fromarray(gray.astype(np.uint16) * 257),  # I;16
+        ids[4]: Image.fromarray(gray.astype(np.float32) / 255.0, "F"),
+    }
+    for gid, img in others.items():
+        (images / f"{gid}.jpg").unlink()
+        img.save(images / f"{gid}.{'tif' if img.mode == 'F' else 'png'}")
+    dsd = load_galaxy_dataset(cat, images, cache_dir=tmp_path / "cache")
+    assert dsd.report.n_dropped == 0
+    seen = {}
+    for split in dsd.values():
+        for row in split:
+            if row["id"] in ids:
+                seen[row["id"]] = row["image"]
+    assert set(seen) == set(ids)
+    for gid, img in seen.items():
+        assert img.mode == "RGB", (gid, img.mode)
+    cmyk = np.asarray(seen[ids[0]], dtype=np.int16)
+    assert np.abs(cmyk - np.asarray(rgb, dtype=np.int16)).mean() < 20  # the same picture, converted
+
+
+def test_an_oversized_image_is_a_counted_skip_naming_its_size(gz1, tmp_path) -> None:
+    cat, images = gz1
+    ids = sorted(p.stem for p in images.glob("*.jpg"))[:2]
+    (images / f"{ids[0]}.jpg").unlink()
+    # 9500 x 9500 (90 million pixels) is over Pillow's decompression-bomb limit, but a 1-bit PNG of it is small
+    Image.new("1", (9500, 9500)).save(images / f"{ids[0]}.png")
+    dsd = load_galaxy_dataset(cat, images, cache_dir=tmp_path / "cache")
+    dropped = {d["id"]: d for d in dsd.report.dropped}
+    assert set(dropped) == {ids[0]} and dropped[ids[0]]["reason"] == "image too large"
+    assert "9500x9500" in dropped[ids[0]]["detail"] and f"{ids[0]}.png" in dropped[ids[0]]["detail"]
+    assert sum(len(d) for d in dsd.values()) == 59
+    # the limit is an option: a lower one skips the 40x40 cut-outs too (then nothing is left, and the error
+    # says why), 0 lifts it
+    with pytest.raises(CatalogError, match=r"image: image too large: 60"):
+        load_galaxy_dataset(cat, images, cache_dir=tmp_path / "cache", max_image_pixels=1000)
+    unlimited = load_galaxy_dataset(
+        cat, images, cache_dir=tmp_path / "cache", max_image_pixels=0, image_size=16
+    )
+    assert unlimited.report.n_dropped == 0
+    with pytest.raises(ValueError, match="max_image_pixels"):
+        load_galaxy_dataset(cat, images, max_image_pixels=-1)
+
+
+def test_an_unexpected_error_in_one_image_is_a_counted_skip(gz1, tmp_path, monkeypatch) -> None:
+    cat, images = gz1
+    bad = sorted(p.stem for p in images.glob("*.jpg"))[0]
+    real = hd.prepare_image
+
+    def flaky(path, *args, **kwargs):
+        if Path(path).stem == bad:
+            raise RuntimeError("decoder crashed")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(hd, "prepare_image", flaky)
+    dsd = load_galaxy_dataset(cat, images, cache_dir=tmp_path / "cache", image_size=24)
+    (drop,) = dsd.report.dropped
+    assert drop["id"] == bad and drop["reason"] == "unexpected error"
+    assert (
+        "RuntimeError" in drop["detail"]
+        and "decoder crashed" in drop["detail"]
+        and f"{bad}.jpg" in drop["detail"]
+    )
+    with pytest.raises(ImageError, match=f"{bad}.jpg.*decoder crashed.*strict=True"):
+        load_galaxy_dataset(cat, images, cache_dir=tmp_path / "cache2", image_size=24, strict=True)

@@ -8,6 +8,7 @@ truncated, undecodable) are excluded and listed in a skip report instead of stop
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -175,10 +176,39 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def open_image(path: str | os.PathLike, index: int | None = None) -> Image.Image:
+#: Pillow's decompression-bomb limit, the default ``max_image_pixels``: a larger image is a counted skip.
+DEFAULT_MAX_IMAGE_PIXELS: int = int(Image.MAX_IMAGE_PIXELS or 0)
+
+
+@contextlib.contextmanager
+def _pil_open(path: str | os.PathLike, max_pixels: int | None) -> Iterator[Image.Image]:
+    """``Image.open`` with hf-galaxy's pixel limit instead of Pillow's process-wide one: an image of more than
+    ``max_pixels`` pixels (None: :data:`DEFAULT_MAX_IMAGE_PIXELS`; 0: no limit) raises :class:`ImageError`
+    naming its size, before its pixels are decoded."""
+    limit = DEFAULT_MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # Pillow's check is global; ours below is per call, and restored at once
+    try:
+        img = Image.open(path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    with img:
+        w, h = img.size
+        if limit and w * h > limit:
+            raise ImageError(
+                f"{path}: image of {w}x{h} = {w * h:,} pixels exceeds max_image_pixels={limit:,}",
+                "image too large",
+            )
+        yield img
+
+
+def open_image(
+    path: str | os.PathLike, index: int | None = None, *, max_pixels: int | None = None
+) -> Image.Image:
     """Open a cutout (JPEG/PNG/TIFF/FITS, or row ``index`` of an HDF5 ``images`` array) as 8-bit RGB.
 
-    Raises :class:`ImageError` with the file and the reason for missing, empty, truncated or unreadable files.
+    Raises :class:`ImageError` with the file and the reason for missing, empty, truncated, unreadable or
+    too large (more than ``max_pixels`` pixels, see :func:`_pil_open`) files.
     """
     p = Path(path)
     name = p.name.lower()
@@ -217,12 +247,12 @@ def open_image(path: str | os.PathLike, index: int | None = None) -> Image.Image
         except Exception as exc:  # astropy raises many types for corrupt files
             raise ImageError(f"{p}: unreadable FITS file ({exc})") from exc
     try:
-        img = Image.open(p)
-        img.load()
+        with _pil_open(p, max_pixels) as img:
+            img.load()
+            return to_rgb(img)
     except OSError as exc:
         reason = "truncated image file" if "truncated" in str(exc).lower() else "unreadable image"
         raise ImageError(f"{p}: {reason} ({exc})", reason) from exc
-    return to_rgb(img)
 
 
 def _square_resize(img: Image.Image, size: int) -> Image.Image:
@@ -237,27 +267,32 @@ def _square_resize(img: Image.Image, size: int) -> Image.Image:
     return img
 
 
-def prepare_image(path: str, index: int | None, image_size: int | None) -> dict[str, Any]:
-    """Read, convert and optionally resize one cutout; returns the ``datasets.Image`` storage dict.
+def prepare_image(
+    path: str, index: int | None, image_size: int | None, max_pixels: int | None = None
+) -> dict[str, Any]:
+    """Read, convert to RGB and optionally resize one cutout; returns the ``datasets.Image`` storage dict.
 
-    JPEG sources stay JPEG (the original bytes when no resize is needed); other sources are stored as
-    lossless PNG.
+    JPEG sources stay JPEG (the original bytes when the file is already RGB and no resize is needed);
+    other sources are stored as lossless PNG. ``max_pixels`` is :func:`open_image`'s size limit.
     """
     is_jpeg = index is None and Path(path).suffix.lower() in (".jpg", ".jpeg")
-    if is_jpeg and image_size is not None:
+    source_mode = None
+    if is_jpeg:
         # Let libjpeg decode at a reduced scale when the target is much smaller (DCT-domain downsampling).
         try:
-            with Image.open(path) as probe:
-                probe.draft("RGB", (image_size, image_size))
+            with _pil_open(path, max_pixels) as probe:
+                source_mode = probe.mode
+                if image_size is not None:
+                    probe.draft("RGB", (image_size, image_size))
                 probe.load()
                 img = to_rgb(probe)
         except FileNotFoundError:
             raise ImageError(f"{path}: missing image file", "missing image file") from None
         except OSError:
-            img = open_image(path)  # produces the precise error message
+            img = open_image(path, max_pixels=max_pixels)  # produces the precise error message
     else:
-        img = open_image(path, index)
-    if image_size is None and is_jpeg and img.mode == "RGB":
+        img = open_image(path, index, max_pixels=max_pixels)
+    if image_size is None and is_jpeg and source_mode == "RGB":
         with open(path, "rb") as f:
             return {"bytes": f.read(), "path": None}
     if image_size is not None:
@@ -270,8 +305,14 @@ def prepare_image(path: str, index: int | None, image_size: int | None) -> dict[
     return {"bytes": buf.getvalue(), "path": None}
 
 
-def _generate_rows(rows: Sequence[dict], image_size: int | None, strict: bool) -> Iterator[dict]:
-    """Generator behind ``Dataset.from_generator``: one prepared example per catalogue row."""
+def _generate_rows(
+    rows: Sequence[dict], image_size: int | None, strict: bool, max_pixels: int | None = None
+) -> Iterator[dict]:
+    """Generator behind ``Dataset.from_generator``: one prepared example per catalogue row.
+
+    An image that cannot be prepared, for any reason, is a counted skip with its reason; with ``strict`` it
+    raises :class:`ImageError` naming the row and the file.
+    """
     for row in rows:
         out = {k: v for k, v in row.items() if k not in ("image_path", "image_index")}
         try:
@@ -279,9 +320,14 @@ def _generate_rows(rows: Sequence[dict], image_size: int | None, strict: bool) -
                 raise ImageError(
                     f"row id={row['id']}: no image file is named for this galaxy", "no image file named"
                 )
-            out["image"] = prepare_image(row["image_path"], row.get("image_index"), image_size)
+            out["image"] = prepare_image(row["image_path"], row.get("image_index"), image_size, max_pixels)
             out["skip_reason"] = ""
-        except ImageError as exc:
+        except Exception as exc:  # one bad image never fails the whole load
+            if not isinstance(exc, ImageError):
+                exc = ImageError(
+                    f"{row['image_path']}: unexpected {type(exc).__name__} while preparing it ({exc})",
+                    "unexpected error",
+                )
             if strict:
                 raise ImageError(
                     f"row id={row['id']}: {exc} (strict=True stops at the first problem)"
@@ -380,6 +426,7 @@ def load_galaxy_dataset(
     num_proc: int | None = None,
     streaming: bool = False,
     strict: bool = False,
+    max_image_pixels: int | None = None,
     split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
     min_share_asked: float = 0.5,
     task: str = "image-classification",
@@ -405,6 +452,8 @@ def load_galaxy_dataset(
             cannot be read are then skipped and logged as iteration reaches them, so ``report.split_sizes``
             are upper bounds and ``report.dropped`` holds only the catalogue and label stages.
         strict: raise at the first bad row or image instead of skipping and reporting it.
+        max_image_pixels: an image with more pixels is a counted skip ("image too large", naming its size);
+            default Pillow's decompression-bomb limit (about 89 million), 0 for no limit.
         split_fractions: train/validation/test fractions when the catalogue has no split column.
         min_share_asked: with ``question``, the minimum share of volunteers who reached the question.
         task: ``"image-classification"`` (default) or ``"detection"``: the transformers detection layout
@@ -428,6 +477,10 @@ def load_galaxy_dataset(
         )
     if image_size is not None and (not isinstance(image_size, int) or image_size < 8):
         raise ValueError(f"image_size={image_size!r}: expected an integer >= 8 or None")
+    if max_image_pixels is not None and (not isinstance(max_image_pixels, int) or max_image_pixels < 0):
+        raise ValueError(
+            f"max_image_pixels={max_image_pixels!r}: expected an integer >= 0 (0: no limit) or None"
+        )
     cat = read_catalog(catalog, image_dir, format=format, **reader_options)
     report = LoadReport(source=str(catalog), n_catalog=len(cat.table) + len(cat.dropped))
     if cat.dropped and strict:
@@ -518,7 +571,12 @@ def load_galaxy_dataset(
             it = datasets.IterableDataset.from_generator(
                 _generate_rows,
                 features=features,
-                gen_kwargs={"rows": rows, "image_size": image_size, "strict": strict},
+                gen_kwargs={
+                    "rows": rows,
+                    "image_size": image_size,
+                    "strict": strict,
+                    "max_pixels": max_image_pixels,
+                },
             )
             it = it.filter(_report_skip, input_columns=["skip_reason", "id"]).remove_columns("skip_reason")
             out[s] = it
@@ -534,7 +592,9 @@ def load_galaxy_dataset(
     for s, rows in rows_by_split.items():
         if not rows:
             continue
-        fp = _fingerprint({**info, "split": s, "v": _FORMAT_VERSION, "strict": strict}, rows)
+        fp = _fingerprint(
+            {**info, "split": s, "v": _FORMAT_VERSION, "strict": strict, "max_pixels": max_image_pixels}, rows
+        )
         n_proc = num_proc if num_proc and num_proc > 1 and len(rows) >= 2 * num_proc else None
         gen_rows: Any = rows
         if n_proc:  # datasets shards list-valued gen_kwargs across processes
@@ -544,7 +604,12 @@ def load_galaxy_dataset(
                 _generate_rows if not n_proc else _generate_sharded,
                 features=features,
                 cache_dir=str(cache_dir) if cache_dir is not None else None,
-                gen_kwargs={"rows": gen_rows, "image_size": image_size, "strict": strict},
+                gen_kwargs={
+                    "rows": gen_rows,
+                    "image_size": image_size,
+                    "strict": strict,
+                    "max_pixels": max_image_pixels,
+                },
                 num_proc=n_proc,
                 fingerprint=fp,
                 split=s,
@@ -603,10 +668,12 @@ def load_galaxy_dataset(
     return out
 
 
-def _generate_sharded(rows: Sequence[Sequence[dict]], image_size: int | None, strict: bool) -> Iterator[dict]:
+def _generate_sharded(
+    rows: Sequence[Sequence[dict]], image_size: int | None, strict: bool, max_pixels: int | None = None
+) -> Iterator[dict]:
     """Like :func:`_generate_rows` over a list of shards (one per worker process)."""
     for shard in rows:
-        yield from _generate_rows(shard, image_size, strict)
+        yield from _generate_rows(shard, image_size, strict, max_pixels)
 
 
 def _report_skip(reason: str, galaxy_id: str) -> bool:

@@ -160,6 +160,13 @@ class DatasetArguments:
     )
     synthetic_image_size: int = field(default=424, metadata={"help": "Size of 'synthetic:N' galaxy images."})
     num_proc: int | None = field(default=None, metadata={"help": "Processes preparing images."})
+    max_image_pixels: int | None = field(
+        default=None,
+        metadata={
+            "help": "Images with more pixels are skipped and counted (default: Pillow's limit, ~89 million; "
+            "0: no limit)."
+        },
+    )
 
     def loader_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``load_galaxy_dataset`` that these options set."""
@@ -172,6 +179,7 @@ class DatasetArguments:
             threshold=self.threshold,
             seed=self.split_seed,
             num_proc=self.num_proc,
+            max_image_pixels=self.max_image_pixels,
         )
         if self.classes:
             kwargs["classes"] = parse_classes(self.classes)
