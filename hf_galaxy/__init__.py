@@ -22,6 +22,8 @@ _EXPORTS = {
     "make_labels": "hf_galaxy.data.labels",
     "make_galaxy_zoo": "hf_galaxy.data.synthetic",
     "GalaxyEnsemble": "hf_galaxy.ensemble",
+    "finetune": "hf_galaxy.training",
+    "FinetuneResult": "hf_galaxy.training",
     "to_detection": "hf_galaxy.data.detection",
     "make_mosaics": "hf_galaxy.data.detection",
     "export_coco": "hf_galaxy.data.detection",
@@ -38,6 +40,8 @@ __all__ = [
     "make_labels",
     "make_galaxy_zoo",
     "GalaxyEnsemble",
+    "finetune",
+    "FinetuneResult",
     "to_detection",
     "make_mosaics",
     "export_coco",
@@ -51,6 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from hf_galaxy.data.labels import make_labels
     from hf_galaxy.data.synthetic import make_galaxy_zoo
     from hf_galaxy.ensemble import GalaxyEnsemble
+    from hf_galaxy.training import FinetuneResult, finetune
 
 
 def __getattr__(name: str) -> Any:

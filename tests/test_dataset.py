@@ -384,3 +384,22 @@ def test_an_unexpected_error_in_one_image_is_a_counted_skip(gz1, tmp_path, monke
     )
     with pytest.raises(ImageError, match=f"{bad}.jpg.*decoder crashed.*strict=True"):
         load_galaxy_dataset(cat, images, cache_dir=tmp_path / "cache2", image_size=24, strict=True)
+
+
+def test_report_and_facts_survive_the_usual_datasetdict_operations(gz1, tmp_path) -> None:
+    cat, images = gz1
+    dsd = load_galaxy_dataset(cat, images, cache_dir=tmp_path / "cache", image_size=16)
+    kept = dsd.filter(lambda row: row["label"] == 0)
+    for out in (
+        kept,
+        dsd.map(lambda row: row),
+        dsd.select_columns(["image", "label", "id"]),
+        dsd.shuffle(seed=1),
+    ):
+        assert type(out).__name__ == "GalaxyDatasetDict"
+        assert out.report is dsd.report and out.galaxy_info["release"] == dsd.galaxy_info["release"]
+    facts = describe(kept)  # the facts describe the filtered splits, not the loaded ones
+    assert facts["split_sizes"] == {s: len(d) for s, d in kept.items()}
+    assert all(set(balance) == set(GZ1_NAMES) for balance in facts["class_balance"].values())
+    assert sum(facts["class_balance"]["train"].values()) == len(kept["train"])
+    assert all(count == 0 for name, count in facts["class_balance"]["train"].items() if name != "elliptical")

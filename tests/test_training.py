@@ -24,7 +24,6 @@ from hf_galaxy.training import (
     parse_rotations,
     resolve_precision,
     soft_label_loss,
-    train_classifier,
 )
 from tests.galaxy_tiny import GZ1_CLASSES, RECIPES, TINY_VIT, load_recipe, tiny_dataset_dict
 
@@ -285,22 +284,29 @@ def test_list_inputs_uses_the_catalogue_image_extensions(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_classifier_soft_labels_and_predict(tmp_path):
+def test_finetune_soft_labels_and_predict(tmp_path):
+    from hf_galaxy import finetune
+
     dsd = tiny_dataset_dict(n_per_class=6)
     out = tmp_path / "run"
-    metrics = train_classifier(
+    result = finetune(
         dsd,
+        TINY_VIT,
         out,
-        model_config=TINY_VIT,
         lora=False,
-        training_args={
-            "max_steps": 4,
-            "per_device_train_batch_size": 8,
-            "logging_steps": 2,
-            "learning_rate": 1e-3,
-        },
-        script_args={"soft_labels": True, "soft_loss": "kl", "tta": True, "num_grid_images": 4},
+        max_steps=4,
+        per_device_train_batch_size=8,
+        logging_steps=2,
+        learning_rate=1e-3,
+        soft_labels=True,
+        soft_loss="kl",
+        tta=True,
+        num_grid_images=4,
     )
+    metrics = result.metrics
+    assert result.output_dir == out and result.trainer.soft_labels and result.trainer.soft_loss == "kl"
+    with pytest.raises(TypeError, match="unknown option 'num_train_epoch'.*num_train_epochs"):
+        finetune(dsd, TINY_VIT, out, num_train_epoch=1)
     for key in ("test_accuracy", "test_tta_accuracy", "test_vote_rmse", "eval_ece", "train_loss"):
         assert key in metrics, key
     for name in (
@@ -339,3 +345,23 @@ def test_train_classifier_soft_labels_and_predict(tmp_path):
     assert ids == ["g0", "g1", "g2"] and probs.shape == (3, 6)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     assert [s[0] for s in skipped] == ["broken"]
+
+
+@pytest.mark.slow
+def test_report_to_tensorboard_writes_event_files_offline(tmp_path):
+    """report_to is the Trainer's: TensorBoard (local files, no account, no network) logs the run."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from hf_galaxy import finetune
+
+    out = tmp_path / "run"
+    finetune(
+        tiny_dataset_dict(n_per_class=4), TINY_VIT, out, lora=False, max_steps=4, logging_steps=1,
+        per_device_train_batch_size=8, report_to="tensorboard", num_grid_images=0,
+    )  # fmt: skip
+    events = sorted(out.glob("runs/*/events.out.tfevents.*"))
+    assert events, sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    assert "train/loss" in acc.Tags()["scalars"]
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 4]

@@ -39,40 +39,23 @@ DEMO_CONFIG: dict[str, Any] = {
     "seed": 42,
 }
 
-_MODEL_KEYS = (
-    "model_config",
-    "lora_r",
-    "lora_alpha",
-    "lora_dropout",
-    "lora_target_modules",
-    "lora_modules_to_save",
-)
 DEMO_REPO_ID = "hf-galaxy/vit-lora-galaxy-zoo-1-synthetic-demo"
 
 
 def train_evaluate_publish(dsd, out: Path, *, seed: int = 0, epochs: float | None = None) -> dict[str, Any]:
     """Fine-tune, evaluate, plot, write the card and a dry-run publish folder under ``out``; returns a summary."""
+    from hf_galaxy import finetune
     from hf_galaxy.hub import publish, write_model_card
-    from hf_galaxy.training import train_classifier
 
     model_dir = out / "model"
-    model_args = {k: DEMO_CONFIG[k] for k in _MODEL_KEYS}
-    training_args = {k: v for k, v in DEMO_CONFIG.items() if k not in _MODEL_KEYS}
-    training_args.update(report_to="none", use_cpu=True, disable_tqdm=False)
+    options = {**DEMO_CONFIG, "report_to": "none", "use_cpu": True, "disable_tqdm": False}
     if epochs is not None:
-        training_args["num_train_epochs"] = epochs
+        options["num_train_epochs"] = epochs
     print(
-        f"[3/5] LoRA fine-tune of a small ViT built from the config {model_args['model_config']!r} "
-        f"({training_args['num_train_epochs']} epochs, CPU) -> {model_dir}"
+        f"[3/5] LoRA fine-tune of a small ViT built from the config {options['model_config']!r} "
+        f"({options['num_train_epochs']} epochs, CPU) -> {model_dir}"
     )
-    metrics = train_classifier(
-        dsd,
-        model_dir,
-        model_config=model_args.pop("model_config"),
-        lora=True,
-        training_args=training_args,
-        model_args=model_args,
-    )
+    metrics = finetune(dsd, output_dir=model_dir, lora=True, **options).metrics
     acc = metrics.get("test_accuracy")
     print(
         f"[4/5] test split: accuracy {acc:.3f} (chance {1 / len(dsd['train'].features['label'].names):.3f}), "

@@ -85,21 +85,59 @@ def _datasets():
     return datasets
 
 
+#: The ``DatasetDict`` methods that return a new dict: their result keeps the load report and the dataset
+#: facts (split sizes recounted, class balance recomputed where the ``label`` column is still there).
+_FACT_KEEPING_METHODS = (
+    "align_labels_with_mapping", "cast", "cast_column", "class_encode_column", "filter", "flatten",
+    "flatten_indices", "map", "remove_columns", "rename_column", "rename_columns", "select_columns",
+    "shuffle", "sort", "with_format", "with_transform",
+)  # fmt: skip
+
+
+def _keeping_facts(cls: type, method: Any) -> Any:
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        out = method(self, *args, **kwargs)
+        if out is self or not isinstance(out, dict):
+            return out
+        if not isinstance(out, cls):
+            out = cls(out)
+        out.report = getattr(self, "report", None)
+        info = dict(getattr(self, "galaxy_info", None) or {})
+        if all(hasattr(ds, "__len__") for ds in out.values()):
+            info["split_sizes"] = {s: len(ds) for s, ds in out.items()}
+            info.pop("class_balance", None)  # recomputed by describe() from the new splits
+        out.galaxy_info = info
+        return out
+
+    return wrapper
+
+
 def _dict_classes():
     datasets = _datasets()
 
     class GalaxyDatasetDict(datasets.DatasetDict):
-        """A ``DatasetDict`` that also carries the :class:`LoadReport` and the dataset facts."""
+        """A ``DatasetDict`` that also carries the :class:`LoadReport` (``report``) and the dataset facts
+        (``galaxy_info``); ``map``, ``filter``, ``select_columns``... return one too, with both."""
 
         report: LoadReport
         galaxy_info: dict
 
     class GalaxyIterableDatasetDict(datasets.IterableDatasetDict):
-        """An ``IterableDatasetDict`` (``streaming=True``) with the :class:`LoadReport`."""
+        """An ``IterableDatasetDict`` (``streaming=True``) with the :class:`LoadReport` and the facts."""
 
         report: LoadReport
         galaxy_info: dict
 
+    for cls, base in (
+        (GalaxyDatasetDict, datasets.DatasetDict),
+        (GalaxyIterableDatasetDict, datasets.IterableDatasetDict),
+    ):
+        for name in _FACT_KEEPING_METHODS:
+            if hasattr(base, name):
+                setattr(cls, name, _keeping_facts(cls, getattr(base, name)))
     return GalaxyDatasetDict, GalaxyIterableDatasetDict
 
 

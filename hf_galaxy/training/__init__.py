@@ -6,7 +6,7 @@
 * :mod:`~hf_galaxy.training.data`: ``--dataset`` -> the run's ``DatasetDict``;
 * :mod:`~hf_galaxy.training.trainer`: :class:`GalaxyTrainer` (card, resume, final evaluation, save, publish);
 * :mod:`~hf_galaxy.training.classification`: :class:`ClassificationTrainer`, :func:`run_training`,
-  :func:`train_classifier`;
+  :func:`finetune`;
 * :mod:`~hf_galaxy.training.detection`: :class:`DetectionTrainer`, :func:`run_detection`;
 * :mod:`~hf_galaxy.training.hpo`: :func:`run_hpo` (Optuna).
 """
@@ -55,7 +55,8 @@ _EXPORTS = {
     "run_training": "hf_galaxy.training.classification",
     "soft_label_loss": "hf_galaxy.training.classification",
     "start_run": "hf_galaxy.training.trainer",
-    "train_classifier": "hf_galaxy.training.classification",
+    "finetune": "hf_galaxy.training.classification",
+    "FinetuneResult": "hf_galaxy.training.classification",
     "unpack_targets": "hf_galaxy.training.detection",
 }
 __all__ = [
@@ -96,7 +97,8 @@ __all__ = [
     "run_training",
     "soft_label_loss",
     "start_run",
-    "train_classifier",
+    "finetune",
+    "FinetuneResult",
     "unpack_targets",
 ]
 __getattr__ = lazy_getattr(__name__, _EXPORTS)
@@ -118,12 +120,13 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from hf_galaxy.training.classification import (
         ClassificationTrainer,
+        FinetuneResult,
         build_trainer,
         collate_galaxy,
+        finetune,
         prepare_run,
         run_training,
         soft_label_loss,
-        train_classifier,
     )
     from hf_galaxy.training.data import class_names_of, load_detection_data, load_training_data
     from hf_galaxy.training.detection import (

@@ -1,7 +1,7 @@
 """Image classification: the collator, the hard/soft-label loss, :class:`ClassificationTrainer` and the
 recipe flow :func:`run_training` (data -> model (-> LoRA) -> train -> evaluate -> plots -> save -> card).
 
-:func:`train_classifier` runs the same flow on an in-memory ``DatasetDict`` (used by the demo).
+:func:`finetune` is the same flow in one call, for a ``DatasetDict`` or anything ``--dataset`` takes.
 """
 
 from __future__ import annotations
@@ -331,6 +331,18 @@ def run_training(
     (model, preprocessor, metrics JSON, plots, ``hf_galaxy_card.json``, and ``adapter/`` for LoRA).
     Only the main process writes.
     """
+    return _train(script_args, training_args, model_args, data_args, dataset_dict, extra_callbacks)[1]
+
+
+def _train(
+    script_args: ScriptArguments,
+    training_args: TrainingArguments,
+    model_args: ModelArguments,
+    data_args: DataArguments | None,
+    dataset_dict: Any,
+    extra_callbacks: Sequence[Any],
+) -> tuple[ClassificationTrainer, dict[str, float]]:
+    """:func:`run_training`'s flow; returns the trainer with the metrics."""
     from hf_galaxy.data.dataset import dataset_facts
 
     data_args = data_args or DataArguments()
@@ -370,55 +382,99 @@ def run_training(
             ),
         )
     )
-    return trainer.finish(start, metrics)
+    return trainer, trainer.finish(start, metrics)
 
 
-def train_classifier(
-    dataset_dict: Any,
-    output_dir: str | os.PathLike,
+@dataclass
+class FinetuneResult:
+    """What :func:`finetune` returns: the trainer (its model is the trained one), all metrics, the output folder."""
+
+    trainer: ClassificationTrainer
+    metrics: dict[str, float]
+    output_dir: Path
+
+
+def _is_model_config(model: Any) -> bool:
+    """Whether ``finetune(model=...)`` names an architecture to build (a preset, inline JSON, key=value...)
+    rather than a checkpoint (a Hub id or a directory)."""
+    from hf_galaxy.models.presets import CONFIG_PRESETS
+
+    if isinstance(model, dict):
+        return True
+    text = str(model).strip()
+    if Path(text).expanduser().exists():
+        return False
+    return text.split(",")[0] in CONFIG_PRESETS or text.startswith("{") or "=" in text
+
+
+def finetune(
+    data: Any,
+    model: str | dict[str, Any] | None = None,
+    output_dir: str | os.PathLike = "outputs/finetune",
     *,
-    model_name_or_path: str | None = None,
-    model_config: str | dict[str, Any] | None = None,
     lora: bool = True,
-    training_args: TrainingArguments | dict[str, Any] | None = None,
-    model_args: ModelArguments | dict[str, Any] | None = None,
-    data_args: DataArguments | dict[str, Any] | None = None,
-    script_args: ScriptArguments | dict[str, Any] | None = None,
-) -> dict[str, float]:
-    """Train a classifier on an in-memory ``DatasetDict`` and write the standard output directory.
+    **options: Any,
+) -> FinetuneResult:
+    """Fine-tune an image classifier on Galaxy Zoo data in one call; the same flow as ``recipes/vit_lora.py``.
 
-    ``training_args`` may be a TrainingArguments or a dict of its fields (``output_dir`` is set to
-    ``output_dir``); ``model_args``/``data_args``/``script_args`` likewise. Returns all metrics.
+    Args:
+        data: a ``DatasetDict`` (e.g. from :func:`~hf_galaxy.load_galaxy_dataset`) or anything ``--dataset``
+            takes: a catalogue file, an image folder, a saved DatasetDict folder, ``synthetic:N``.
+        model: a Hub id or checkpoint directory (default ``google/vit-base-patch16-224-in21k``), or an
+            architecture to build with random weights: a preset (``vit-mini``), inline JSON or a dict.
+        output_dir: where the model, metrics, plots and card go.
+        lora: train a LoRA adapter (saved with the merged model) instead of all weights.
+        **options: any option of the recipes by name: ``TrainingArguments`` fields (``num_train_epochs``,
+            ``learning_rate``, ``report_to``...), model options (``lora_r``...), data options (``image_dir``,
+            ``label_scheme``, ``image_size``...) and run options (``soft_labels``, ``tta``, ``precision``...).
+
+    Returns:
+        A :class:`FinetuneResult` (``trainer``, ``metrics``, ``output_dir``).
+
+    Example::
+
+        from hf_galaxy import finetune
+
+        result = finetune("GalaxyZoo1_DR_table2.csv", output_dir="outputs/gz1", image_dir="cutouts/",
+                          num_train_epochs=3)
+        result.metrics["test_accuracy"]
     """
+    groups: dict[type, dict[str, Any]] = {cls: {} for cls in (ScriptArguments, ModelArguments, DataArguments)}
+    training: dict[str, Any] = {}
+    fields = {cls: {f.name for f in dataclasses.fields(cls) if f.init} for cls in groups}
+    training_fields = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+    for key, value in options.items():
+        owner = next((cls for cls, names in fields.items() if key in names), None)
+        if owner is not None:
+            groups[owner][key] = value
+        elif key in training_fields:
+            training[key] = value
+        else:
+            import difflib
 
-    def _as(cls: type, value: Any, **over: Any) -> Any:
-        if value is None:
-            value = {}
-        if isinstance(value, dict):
-            return cls(**{**value, **over})
-        return dataclasses.replace(value, **over) if over else value
-
-    margs = _as(ModelArguments, model_args, use_lora=lora)
-    if model_name_or_path is not None:
-        margs.model_name_or_path = model_name_or_path
-    if model_config is not None:
-        margs.model_config = model_config if isinstance(model_config, str) else json.dumps(model_config)
-    if isinstance(training_args, TrainingArguments):
-        targs = training_args
-        targs.output_dir = str(output_dir)
+            known = sorted(training_fields.union(*fields.values()))
+            close = difflib.get_close_matches(key, known, n=3)
+            raise TypeError(
+                f"finetune() got an unknown option {key!r}"
+                + (f"; did you mean {', '.join(close)}?" if close else "")
+            )
+    if model is not None:
+        key = "model_config" if _is_model_config(model) else "model_name_or_path"
+        groups[ModelArguments][key] = json.dumps(model) if isinstance(model, dict) else str(model)
+    if not isinstance(data, (str, os.PathLike)):
+        dataset_dict = data
     else:
-        targs = TrainingArguments(
-            **{
-                "report_to": "none",
-                "remove_unused_columns": False,
-                **(training_args or {}),
-                "output_dir": str(output_dir),
-            }
-        )
-    return run_training(
-        _as(ScriptArguments, script_args),
-        targs,
-        margs,
-        _as(DataArguments, data_args),
-        dataset_dict=dataset_dict,
+        dataset_dict = None
+        groups[ScriptArguments]["dataset"] = str(data)
+    training_args = TrainingArguments(
+        **{"report_to": "none", "remove_unused_columns": False, **training, "output_dir": str(output_dir)}
     )
+    trainer, metrics = _train(
+        ScriptArguments(**groups[ScriptArguments]),
+        training_args,
+        ModelArguments(**{"use_lora": lora, **groups[ModelArguments]}),
+        DataArguments(**groups[DataArguments]),
+        dataset_dict,
+        (),
+    )
+    return FinetuneResult(trainer=trainer, metrics=metrics, output_dir=Path(output_dir))
