@@ -236,6 +236,7 @@ def run_detection(
     data_args: DetectionDataArguments | None = None,
     *,
     dataset_dict: Any = None,
+    extra_callbacks: Sequence[Any] = (),
 ) -> dict[str, float]:
     """The detection recipe: data -> boxes (-> mosaics) -> model -> train -> COCO metrics -> plots -> save.
 
@@ -280,6 +281,7 @@ def run_detection(
         card=card,
         num_plot_images=script_args.num_plot_images,
         plot_score_threshold=script_args.plot_score_threshold,
+        callbacks=extra_callbacks,
     )
     trainer.plot_split = val_raw if val_raw is not None else final_raw
     metrics = trainer.train_and_record(len(train_raw))
