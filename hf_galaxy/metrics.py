@@ -1,4 +1,5 @@
-"""Metrics computed locally (numpy, scikit-learn, pycocotools; no metric downloads).
+"""Metrics computed locally (numpy, scikit-learn, pycocotools; no metric downloads). The classification
+metrics are also shipped as ``evaluate`` modules (:func:`load_metric`), which the Trainer path combines.
 
 * classification: accuracy, macro-F1, per-class precision/recall, top-2 accuracy, expected calibration error
   (15 equal-width confidence bins) and, when volunteer vote fractions are available, the vote RMSE of the
@@ -9,10 +10,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -80,6 +83,26 @@ def votes_are_informative(votes: np.ndarray | None) -> bool:
     return not bool(one_hot.all())
 
 
+def accuracy_metrics(probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str]) -> dict[str, float]:
+    """accuracy, macro-F1, top-2 accuracy and per-class precision/recall of probabilities ``probs`` (N x C)
+    against integer ``labels`` (N, all known)."""
+    n_classes = len(class_names)
+    classes = list(range(n_classes))
+    pred = probs.argmax(axis=1)
+    out: dict[str, float] = {
+        "accuracy": float(accuracy_score(labels, pred)),
+        "macro_f1": float(f1_score(labels, pred, labels=classes, average="macro", zero_division=0)),
+        "top2_accuracy": float(top_k_accuracy_score(labels, probs, k=min(2, n_classes), labels=classes))
+        if n_classes > 2
+        else 1.0,
+    }
+    prec, rec, _, _ = precision_recall_fscore_support(labels, pred, labels=classes, zero_division=0)
+    for name, pr, rc in zip(class_names, prec, rec):
+        out[f"precision_{name}"] = float(pr)
+        out[f"recall_{name}"] = float(rc)
+    return out
+
+
 def classification_metrics(
     probs: np.ndarray,
     labels: np.ndarray,
@@ -101,20 +124,8 @@ def classification_metrics(
         )
     keep = labels >= 0
     p, y = probs[keep], labels[keep]
-    classes = list(range(n_classes))
-    pred = p.argmax(axis=1)
-    out: dict[str, float] = {
-        "accuracy": float(accuracy_score(y, pred)),
-        "macro_f1": float(f1_score(y, pred, labels=classes, average="macro", zero_division=0)),
-        "top2_accuracy": float(top_k_accuracy_score(y, p, k=min(2, n_classes), labels=classes))
-        if n_classes > 2
-        else 1.0,
-        "ece": expected_calibration_error(p, y, n_bins=n_bins),
-    }
-    prec, rec, _, _ = precision_recall_fscore_support(y, pred, labels=classes, zero_division=0)
-    for name, pr, rc in zip(class_names, prec, rec):
-        out[f"precision_{name}"] = float(pr)
-        out[f"recall_{name}"] = float(rc)
+    out = accuracy_metrics(p, y, class_names)
+    out["ece"] = expected_calibration_error(p, y, n_bins=n_bins)
     if votes is not None:
         v = np.asarray(votes, dtype=np.float64)[keep]
         if votes_are_informative(v):
@@ -139,16 +150,52 @@ def split_label_ids(label_ids: Any) -> tuple[np.ndarray, np.ndarray | None]:
     return np.asarray(label_ids), None
 
 
+#: The project's metrics as local ``evaluate`` modules (loaded from the package; nothing is downloaded).
+METRIC_MODULES = Path(__file__).parent / "evaluate_metrics"
+
+
+@functools.cache
+def load_metric(name: str) -> Any:
+    """One of the project's ``evaluate`` modules: ``galaxy_classification`` (accuracy, macro-F1, top-2,
+    per-class precision/recall), ``galaxy_ece`` (expected calibration error) or ``vote_rmse`` (the Kaggle
+    metric against vote fractions); ``evaluate.load`` from the package folder, offline."""
+    import evaluate
+
+    path = METRIC_MODULES / name
+    if not (path / f"{name}.py").is_file():
+        known = sorted(p.name for p in METRIC_MODULES.iterdir() if p.is_dir() and not p.name.startswith("_"))
+        raise ValueError(f"no hf-galaxy metric module {name!r}; the modules are {known}")
+    return evaluate.load(str(path))
+
+
 def make_compute_metrics(class_names: Sequence[str]) -> Callable[[Any], dict[str, float]]:
-    """A ``compute_metrics`` function for ``transformers.Trainer`` (logits in, metrics dict out)."""
+    """A ``compute_metrics`` function for ``transformers.Trainer`` (logits in, metrics dict out): the
+    project's ``evaluate`` modules, combined with ``evaluate.combine``, on the labelled rows; ``vote_rmse``
+    when the batch carries real vote fractions."""
+    import evaluate
+
     names = list(class_names)
+    combined = evaluate.combine([load_metric("galaxy_classification"), load_metric("galaxy_ece")])
 
     def compute_metrics(eval_pred: Any) -> dict[str, float]:
         logits = eval_pred.predictions
         if isinstance(logits, (tuple, list)):
             logits = logits[0]
         labels, votes = split_label_ids(eval_pred.label_ids)
-        return classification_metrics(softmax(logits), labels, names, votes=votes)
+        probs = softmax(logits)
+        if probs.ndim != 2 or probs.shape[1] != len(names):
+            raise ValueError(f"probabilities must be N x {len(names)} for classes {names}, got {probs.shape}")
+        keep = np.asarray(labels).reshape(-1) >= 0
+        if not keep.any():  # nothing labelled: no metric is defined
+            return {}
+        out = combined.compute(
+            predictions=probs[keep], references=np.asarray(labels)[keep], class_names=names
+        )
+        if votes is not None and votes_are_informative(np.asarray(votes)[keep]):
+            out.update(
+                load_metric("vote_rmse").compute(predictions=probs[keep], references=np.asarray(votes)[keep])
+            )
+        return {k: float(v) for k, v in out.items()}
 
     return compute_metrics
 

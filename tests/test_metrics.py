@@ -113,3 +113,37 @@ def test_plots_are_written(tmp_path):
     assert all(_is_png(p) for p in (p1, p2, p3, p4))
     with pytest.raises(ValueError, match="at least one image"):
         plot_sample_grid([], [], [], NAMES, tmp_path / "none.png")
+
+
+def test_the_metrics_are_local_evaluate_modules_combined_offline(monkeypatch):
+    import evaluate
+    from huggingface_hub import constants
+
+    from hf_galaxy.metrics import METRIC_MODULES, classification_metrics, load_metric, make_compute_metrics
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    rng = np.random.default_rng(0)
+    names = ["elliptical", "spiral", "other"]
+    probs = rng.dirichlet(np.ones(3), size=50)
+    labels = rng.integers(0, 3, size=50)
+    labels[:3] = -100  # unlabelled rows are left out
+    votes = rng.dirichlet(np.ones(3), size=50)
+    expected = classification_metrics(probs, labels, names, votes=votes)
+    assert sorted(p.name for p in METRIC_MODULES.iterdir() if p.is_dir()) == [
+        "galaxy_classification", "galaxy_ece", "vote_rmse",
+    ]  # fmt: skip
+    ece = load_metric("galaxy_ece")
+    assert isinstance(ece, evaluate.EvaluationModule)
+    known = labels >= 0
+    assert ece.compute(predictions=probs[known], references=labels[known])["ece"] == pytest.approx(
+        expected["ece"]
+    )
+    combined = evaluate.combine([load_metric("galaxy_classification"), ece])
+    got = combined.compute(predictions=probs[known], references=labels[known], class_names=names)
+    assert got.keys() == expected.keys() - {"vote_rmse"}
+    assert got == pytest.approx({k: expected[k] for k in got})
+    # the Trainer's compute_metrics goes through them: same numbers, vote RMSE included
+    out = make_compute_metrics(names)(SimpleNamespace(predictions=np.log(probs), label_ids=(labels, votes)))
+    assert out == pytest.approx(expected)
+    with pytest.raises(ValueError, match="no hf-galaxy metric module 'accuracy'"):
+        load_metric("accuracy")
