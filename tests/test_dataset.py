@@ -403,3 +403,22 @@ def test_report_and_facts_survive_the_usual_datasetdict_operations(gz1, tmp_path
     assert all(set(balance) == set(GZ1_NAMES) for balance in facts["class_balance"].values())
     assert sum(facts["class_balance"]["train"].values()) == len(kept["train"])
     assert all(count == 0 for name, count in facts["class_balance"]["train"].items() if name != "elliptical")
+
+
+def test_facts_follow_a_split_replaced_in_place(gz1, tmp_path) -> None:
+    """A bagging member's resampled train split (dsd["train"] = ...) gets its own sizes and class balance."""
+    import copy
+
+    from hf_galaxy.data.dataset import recount_facts
+
+    cat, images = gz1
+    dsd = load_galaxy_dataset(cat, images, cache_dir=tmp_path / "cache", image_size=16)
+    member = copy.copy(dsd)
+    member.galaxy_info = dict(dsd.galaxy_info)
+    member["train"] = dsd["train"].select([0, 0, 1])
+    recount_facts(member)
+    assert describe(member)["split_sizes"]["train"] == 3
+    assert sum(describe(member)["class_balance"]["train"].values()) == 3
+    assert (
+        describe(dsd)["split_sizes"]["train"] == len(dsd["train"]) > 3
+    )  # the original's facts are untouched

@@ -94,6 +94,16 @@ _FACT_KEEPING_METHODS = (
 )  # fmt: skip
 
 
+def recount_facts(dsd: Any) -> None:
+    """Bring ``dsd.galaxy_info`` up to date after its splits changed (``dsd["train"] = ...``): split sizes are
+    recounted and the class balance left for :func:`describe` to recompute."""
+    info = getattr(dsd, "galaxy_info", None)
+    if info is None or not all(hasattr(ds, "__len__") for ds in dsd.values()):
+        return
+    info["split_sizes"] = {s: len(ds) for s, ds in dsd.items()}
+    info.pop("class_balance", None)
+
+
 def _keeping_facts(cls: type, method: Any) -> Any:
     import functools
 
@@ -105,11 +115,8 @@ def _keeping_facts(cls: type, method: Any) -> Any:
         if not isinstance(out, cls):
             out = cls(out)
         out.report = getattr(self, "report", None)
-        info = dict(getattr(self, "galaxy_info", None) or {})
-        if all(hasattr(ds, "__len__") for ds in out.values()):
-            info["split_sizes"] = {s: len(ds) for s, ds in out.items()}
-            info.pop("class_balance", None)  # recomputed by describe() from the new splits
-        out.galaxy_info = info
+        out.galaxy_info = dict(getattr(self, "galaxy_info", None) or {})
+        recount_facts(out)
         return out
 
     return wrapper

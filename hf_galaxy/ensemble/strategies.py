@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from hf_galaxy.data.dataset import recount_facts
 from hf_galaxy.ensemble.members import LoadedMember, MemberSpec, load_member, predict_members
 from hf_galaxy.hub.ensemble import MEMBERS_SUBDIR
 
@@ -105,7 +106,10 @@ def train_members(
                 idx = rng.choice(n, size=n, replace=True, p=weights)
             info.update(resample_seed_sequence=entropy, n_unique=int(len(np.unique(idx))), n_resampled=int(n))
             dsd = copy.copy(dataset_dict)  # keeps the dataset facts of a GalaxyDatasetDict for the card
+            if hasattr(dsd, "galaxy_info"):
+                dsd.galaxy_info = dict(dsd.galaxy_info)  # the member's own copy, not the shared dict
             dsd["train"] = train.select(idx.tolist())
+            recount_facts(dsd)  # the card shows the resample's sizes and class balance
         args_k = dataclasses.replace(training_args, output_dir=str(member_dir), seed=train_seed)
         logger.info(
             "training ensemble member %d/%d (%s, seed %d) in %s",

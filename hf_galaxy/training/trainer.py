@@ -120,6 +120,42 @@ class GalaxyTrainer(Trainer):
         resume = resolve_checkpoint(resume_from_checkpoint, self.args.output_dir)
         return super().train(resume_from_checkpoint=resume, **kwargs)
 
+    def _load_full_weights(self, folder: str | Path) -> bool:
+        """Load a full (not LoRA) model's weights from a checkpoint folder as ``from_pretrained`` does; False
+        when ``Trainer``'s own loading applies (LoRA adapters, DeepSpeed, FSDP, no ``model.safetensors``).
+
+        transformers 5.x saves checkpoints under the checkpoint key names (``vit.encoder.layer.*``) while the
+        model's own names differ (``vit.layers.*``); ``Trainer``'s plain ``load_state_dict`` then leaves every
+        renamed weight at its fresh value, with a mere warning, on resume and for ``load_best_model_at_end``.
+        ``from_pretrained`` converts the names.
+        """
+        model = self.model
+        if (
+            getattr(model, "peft_config", None) is not None
+            or self.is_deepspeed_enabled
+            or self.is_fsdp_enabled
+        ):
+            return False
+        if (
+            not (Path(folder) / "model.safetensors").is_file()
+            and not (Path(folder) / "model.safetensors.index.json").is_file()
+        ):
+            return False
+        loaded = type(model).from_pretrained(str(folder), config=model.config)
+        missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+        if missing or unexpected:
+            logger.warning("checkpoint %s: missing keys %s, unexpected keys %s", folder, missing, unexpected)
+        return True
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        if (model is None or model is self.model) and self._load_full_weights(resume_from_checkpoint):
+            return
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _load_best_model(self) -> None:
+        if not self._load_full_weights(self.state.best_model_checkpoint):
+            super()._load_best_model()
+
     def train_and_record(self, n_train: int) -> dict[str, float]:
         """Train (resuming as ``args.resume_from_checkpoint`` says); log and save the train metrics and state."""
         result = self.train(resume_from_checkpoint=self.args.resume_from_checkpoint)
