@@ -106,8 +106,11 @@ def build_parser(
     from hf_galaxy import __version__
 
     parser.add_argument("--version", action="version", version=f"hf-galaxy {__version__}")
-    parser.add_argument(
-        "--debug", action="store_true", help="show the full traceback of an error (also HF_GALAXY_DEBUG=1)"
+    parser.add_argument(  # its own dest: the training commands have TrainingArguments' --debug option
+        "--debug",
+        dest="_traceback",
+        action="store_true",
+        help="show the full traceback of an error (also HF_GALAXY_DEBUG=1)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers = {}
@@ -186,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except user_errors() as err:
-        if args.debug or _debug():
+        if args._traceback or _debug():
             raise
         print(f"hf-galaxy {args.command}: error: {err}", file=sys.stderr)
         return 2
