@@ -154,6 +154,23 @@ def split_label_ids(label_ids: Any) -> tuple[np.ndarray, np.ndarray | None]:
 METRIC_MODULES = Path(__file__).parent / "evaluate_metrics"
 
 
+def metric_info(description: str, inputs: str, *, references: str = "labels", citation: str = "") -> Any:
+    """The ``evaluate.MetricInfo`` of one of the project's metric modules: ``predictions`` are class
+    probabilities (a list of floats per galaxy); ``references`` are class ids (``"labels"``) or vote fractions
+    (``"fractions"``, a list of floats per galaxy)."""
+    import datasets
+    import evaluate
+
+    probs = datasets.Sequence(datasets.Value("float64"))
+    refs = probs if references == "fractions" else datasets.Value("int64")
+    return evaluate.MetricInfo(
+        description=description,
+        citation=citation,
+        inputs_description=inputs,
+        features=datasets.Features({"predictions": probs, "references": refs}),
+    )
+
+
 @functools.cache
 def load_metric(name: str) -> Any:
     """One of the project's ``evaluate`` modules: ``galaxy_classification`` (accuracy, macro-F1, top-2,

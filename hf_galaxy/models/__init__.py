@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from hf_galaxy._lazy import lazy_getattr
 
 _EXPORTS = {
@@ -66,31 +64,3 @@ __all__ = [
     "save_lora_model",
 ]
 __getattr__ = lazy_getattr(__name__, _EXPORTS)
-
-if TYPE_CHECKING:  # pragma: no cover
-    from hf_galaxy.models.loading import (
-        ModelNotFoundError,
-        build_from_config,
-        checkpoint_labels,
-        count_parameters,
-        default_image_processor,
-        head_module_names,
-        label_head_modules,
-        label_maps,
-        load_classifier,
-        load_detector,
-        load_for_inference,
-        load_image_processor,
-        load_pretrained,
-        model_label_names,
-        resolve_model_path,
-    )
-    from hf_galaxy.models.lora import apply_lora, lora_target_modules, save_lora_model
-    from hf_galaxy.models.presets import (
-        CONFIG_PRESETS,
-        DEFAULT_DETECTOR,
-        DEFAULT_MODEL,
-        DETECTOR_PRESETS,
-        parse_detector_config,
-        parse_model_config,
-    )

@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from hf_galaxy._lazy import lazy_getattr
 
 _EXPORTS = {
@@ -102,42 +100,3 @@ __all__ = [
     "unpack_targets",
 ]
 __getattr__ = lazy_getattr(__name__, _EXPORTS)
-
-if TYPE_CHECKING:  # pragma: no cover
-    from hf_galaxy.data.transforms import parse_rotations
-    from hf_galaxy.training.arguments import (
-        PRECISIONS,
-        BaseDataArguments,
-        BaseModelArguments,
-        BaseScriptArguments,
-        DataArguments,
-        DatasetArguments,
-        DetectionDataArguments,
-        DetectionModelArguments,
-        DetectionScriptArguments,
-        ModelArguments,
-        ScriptArguments,
-    )
-    from hf_galaxy.training.classification import (
-        ClassificationTrainer,
-        FinetuneResult,
-        build_trainer,
-        collate_galaxy,
-        finetune,
-        prepare_run,
-        run_training,
-        soft_label_loss,
-    )
-    from hf_galaxy.training.data import class_names_of, load_detection_data, load_training_data
-    from hf_galaxy.training.detection import (
-        DetectionMetrics,
-        DetectionTrainer,
-        build_detection_trainer,
-        pack_targets,
-        run_detection,
-        unpack_targets,
-    )
-    from hf_galaxy.training.hpo import run_hpo
-    from hf_galaxy.training.parser import ConfigError, GalaxyArgumentParser, load_yaml_config, make_parser
-    from hf_galaxy.training.precision import apply_precision, resolve_precision
-    from hf_galaxy.training.trainer import GalaxyTrainer, card_metrics, resolve_checkpoint, start_run

@@ -1,11 +1,10 @@
 """hf-galaxy's classification metrics as an ``evaluate`` module: accuracy, macro-F1, top-2 accuracy and
 per-class precision and recall, from class probabilities (scikit-learn, through hf_galaxy.metrics)."""
 
-import datasets
 import evaluate
 import numpy as np
 
-from hf_galaxy.metrics import accuracy_metrics
+from hf_galaxy.metrics import accuracy_metrics, metric_info
 
 _INPUTS = """
 Args:
@@ -19,17 +18,7 @@ Returns:
 
 class GalaxyClassification(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=__doc__,
-            citation="",
-            inputs_description=_INPUTS,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Sequence(datasets.Value("float64")),
-                    "references": datasets.Value("int64"),
-                }
-            ),
-        )
+        return metric_info(__doc__, _INPUTS)
 
     def _compute(self, predictions, references, class_names=None, n_bins=None):
         probs = np.asarray(predictions, dtype=np.float64)

@@ -1,11 +1,10 @@
 """Expected calibration error as an ``evaluate`` module: the mean gap between confidence and accuracy over
 equal-width confidence bins (Guo et al. 2017), through hf_galaxy.metrics."""
 
-import datasets
 import evaluate
 import numpy as np
 
-from hf_galaxy.metrics import expected_calibration_error
+from hf_galaxy.metrics import expected_calibration_error, metric_info
 
 _INPUTS = """
 Args:
@@ -19,19 +18,11 @@ Returns:
 
 class GalaxyEce(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=__doc__,
-            citation="",
-            inputs_description=_INPUTS,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Sequence(datasets.Value("float64")),
-                    "references": datasets.Value("int64"),
-                }
-            ),
-        )
+        return metric_info(__doc__, _INPUTS)
 
     def _compute(self, predictions, references, n_bins=None, class_names=None):
-        probs = np.asarray(predictions, dtype=np.float64)
         labels = np.asarray(references, dtype=np.int64)
-        return {"ece": expected_calibration_error(probs, labels, n_bins=int(n_bins or 15))}
+        ece = expected_calibration_error(
+            np.asarray(predictions, dtype=np.float64), labels, n_bins=int(n_bins or 15)
+        )
+        return {"ece": ece}

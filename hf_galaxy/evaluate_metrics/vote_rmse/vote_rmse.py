@@ -1,11 +1,10 @@
 """Vote-fraction RMSE as an ``evaluate`` module: the root-mean-square error between predicted class
 probabilities and the volunteers' vote fractions (the 2014 Kaggle Galaxy Challenge metric)."""
 
-import datasets
 import evaluate
 import numpy as np
 
-from hf_galaxy.metrics import vote_rmse
+from hf_galaxy.metrics import metric_info, vote_rmse
 
 _INPUTS = """
 Args:
@@ -14,21 +13,12 @@ Args:
 Returns:
     vote_rmse.
 """
+_CITATION = "Willett et al. 2013, MNRAS 435, 2835; Dieleman et al. 2015, MNRAS 450, 1441"
 
 
 class VoteRmse(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=__doc__,
-            citation="Willett et al. 2013, MNRAS 435, 2835; Dieleman et al. 2015, MNRAS 450, 1441",
-            inputs_description=_INPUTS,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Sequence(datasets.Value("float64")),
-                    "references": datasets.Sequence(datasets.Value("float64")),
-                }
-            ),
-        )
+        return metric_info(__doc__, _INPUTS, references="fractions", citation=_CITATION)
 
     def _compute(self, predictions, references):
         return {
