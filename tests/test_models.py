@@ -214,3 +214,17 @@ def test_clip_and_siglip_backbone_is_not_taken_for_the_head(kind):
     assert any("classifier" in n for n in trainable) and not any("fc1" in n for n in trainable)
     logits = peft_model(pixel_values=torch.zeros(1, 3, 32, 32)).logits
     assert logits.shape == (1, len(GZ1_CLASSES))
+
+
+@pytest.mark.parametrize("preset", ["resnet-mini", "resnet-18", "convnext-mini", "convnext-tiny"])
+def test_cnn_presets_build_and_follow_the_prepared_image_size(preset):
+    model, processor = load_classifier(None, GZ1_CLASSES, model_config=preset, image_size=64)
+    assert model.config.model_type == preset.split("-")[0] and model.config.num_labels == 6
+    assert (processor.size["height"], processor.size["width"]) == (
+        64,
+        64,
+    )  # a CNN has no input size of its own
+    with torch.no_grad():
+        logits = model(pixel_values=torch.randn(2, 3, 64, 64)).logits
+    assert logits.shape == (2, 6)
+    assert head_module_names(model) == ["classifier"]

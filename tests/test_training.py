@@ -103,6 +103,7 @@ def test_shipped_configs_parse(tmp_path):
     hpo = load_recipe("hpo")
     parsers = {
         "vit": make_parser,
+        "scratch": make_parser,
         "hpo": hpo.make_parser,
         "detr": lambda: make_parser(task="detection"),
         "yolos": lambda: make_parser(task="detection"),
@@ -112,6 +113,7 @@ def test_shipped_configs_parse(tmp_path):
     assert {c.name for c in configs} >= {
         "vit_lora.yaml", "vit_full.yaml", "vit_lora_4gb.yaml", "vit_lora_demo.yaml", "hpo.yaml", "hpo_tiny.yaml",
         "detr.yaml", "detr_tiny.yaml", "yolos.yaml", "yolos_tiny.yaml", "ensemble.yaml", "ensemble_tiny.yaml",
+        "scratch_cnn.yaml",
     }  # fmt: skip
     for cfg in configs:
         parser = parsers[cfg.name.split("_")[0].split(".")[0]]()
@@ -365,3 +367,24 @@ def test_report_to_tensorboard_writes_event_files_offline(tmp_path):
     acc.Reload()
     assert "train/loss" in acc.Tags()["scalars"]
     assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 4]
+
+
+def test_a_loss_stuck_at_chance_is_reported_once(caplog):
+    import math
+
+    from hf_galaxy.training.classification import ChanceLossWarning
+
+    def epochs(callback, losses):
+        for loss in losses:
+            callback.on_log(None, None, None, logs={"loss": loss})
+            callback.on_epoch_end(None, None, None)
+
+    stuck = ChanceLossWarning(2, patience=3)
+    with caplog.at_level(logging.WARNING, logger="hf_galaxy"):
+        epochs(stuck, [math.log(2) + 0.005, math.log(2) - 0.004, math.log(2), math.log(2), math.log(2)])
+    assert caplog.text.count("stayed at its chance value ln(2) = 0.693 for 3 epochs") == 1
+    caplog.clear()
+    learning = ChanceLossWarning(2, patience=3)
+    with caplog.at_level(logging.WARNING, logger="hf_galaxy"):
+        epochs(learning, [0.69, 0.69, 0.60, 0.69, 0.69, 0.5])  # never three chance epochs in a row
+    assert "chance value" not in caplog.text

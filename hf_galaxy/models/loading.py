@@ -317,7 +317,8 @@ def load_classifier(
     """An ``AutoModelForImageClassification`` for ``class_names`` and its image processor.
 
     With ``model_config`` the model is built from that config with random weights (``model_name_or_path``
-    is ignored) and the model type's image processor at the config's ``image_size`` (or ``image_size``).
+    is ignored) and the model type's image processor at the config's ``image_size``, else ``image_size`` (the
+    prepared image size: CNNs have no input size of their own), else 224.
     Otherwise ``model_name_or_path`` (Hub id or local directory, default :data:`DEFAULT_MODEL`) is loaded;
     a head trained for other labels is re-initialised with a logged notice.
     """
@@ -325,7 +326,9 @@ def load_classifier(
 
     if model_config is not None:
         cfg = parse_model_config(model_config)
-        if image_size is not None:
+        from transformers import AutoConfig
+
+        if image_size is not None and hasattr(AutoConfig.for_model(cfg["model_type"]), "image_size"):
             cfg.setdefault("image_size", int(image_size))
         model = build_from_config(AutoModelForImageClassification, cfg, class_names)
         size = getattr(model.config, "image_size", None) or image_size or 224

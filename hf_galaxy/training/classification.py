@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import TrainingArguments
+from transformers import TrainerCallback, TrainingArguments
 
 from hf_galaxy.data.transforms import GalaxyTransform, parse_rotations
 from hf_galaxy.metrics import confusion, make_compute_metrics, softmax, split_label_ids
@@ -192,6 +193,42 @@ class ClassificationTrainer(GalaxyTrainer):
         return "merged LoRA" if self.save_merged else "LoRA"
 
 
+class ChanceLossWarning(TrainerCallback):
+    """Warns once when the mean training loss of ``patience`` epochs in a row stays within ``tolerance``
+    (relative) of the chance value ``ln(n_classes)``: the model is not learning the images (a from-scratch ViT
+    on a few thousand real galaxies, a learning rate that is too high...)."""
+
+    def __init__(self, n_classes: int, patience: int = 3, tolerance: float = 0.02) -> None:
+        self.chance = math.log(max(n_classes, 2))
+        self.patience, self.tolerance = patience, tolerance
+        self.losses: list[float] = []
+        self.streak = 0
+        self.warned = False
+
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any
+    ) -> None:
+        if logs and "loss" in logs:
+            self.losses.append(float(logs["loss"]))
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not self.losses:
+            return
+        mean = sum(self.losses) / len(self.losses)
+        self.losses = []
+        self.streak = self.streak + 1 if abs(mean - self.chance) <= self.tolerance * self.chance else 0
+        if self.streak >= self.patience and not self.warned:
+            self.warned = True
+            logger.warning(
+                "the training loss has stayed at its chance value ln(%d) = %.3f for %d epochs: the model is "
+                "not learning. From scratch on real galaxies, try a CNN preset (--model_config resnet-mini); "
+                "else a lower --learning_rate",
+                round(math.exp(self.chance)),
+                self.chance,
+                self.streak,
+            )
+
+
 def build_trainer(
     model: nn.Module | None,
     training_args: TrainingArguments,
@@ -209,6 +246,8 @@ def build_trainer(
     training_args.label_names = list(LABEL_NAMES)
     if training_args.use_cpu or not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False  # pinning needs an accelerator
+    if not kwargs.get("soft_labels"):  # the chance loss of soft targets is their entropy, not ln(C)
+        kwargs["callbacks"] = [ChanceLossWarning(len(class_names)), *kwargs.get("callbacks", ())]
     return ClassificationTrainer(
         model=model,
         args=training_args,
@@ -240,6 +279,7 @@ class PreparedRun:
     eval_transform: GalaxyTransform
     model_args: ModelArguments
     gradient_checkpointing: bool = False
+    image_size: int | None = None
     _first_model: nn.Module | None = None
 
     def build_model(self, lora_r: int | None = None) -> nn.Module:
@@ -253,6 +293,7 @@ class PreparedRun:
                 self.class_names,
                 model_config=margs.model_config,
                 revision=margs.revision,
+                image_size=self.image_size,
             )[0]
         if margs.use_lora:
             extra = [s.strip() for s in (margs.lora_modules_to_save or "").split(",") if s.strip()]
@@ -293,6 +334,7 @@ def prepare_run(
         class_names,
         model_config=model_args.model_config,
         revision=model_args.revision,
+        image_size=data_args.image_size,
     )
     return PreparedRun(
         dataset_dict=dataset_dict,
@@ -312,6 +354,7 @@ def prepare_run(
         gradient_checkpointing=bool(
             getattr(training_args, "activation_checkpointing", False) or training_args.gradient_checkpointing
         ),
+        image_size=data_args.image_size,
         _first_model=model,
     )
 
