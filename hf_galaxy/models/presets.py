@@ -65,7 +65,7 @@ CONFIG_PRESETS: dict[str, dict[str, Any]] = {
         "depths": [2, 2, 2, 2],
         "layer_type": "basic",
     },
-    # a small ConvNeXt, ~1.3M parameters
+    # a small ConvNeXt, ~1.6M parameters
     "convnext-mini": {"model_type": "convnext", "hidden_sizes": [32, 64, 128, 256], "depths": [2, 2, 2, 2]},
     # the ConvNeXt-Tiny layout (Zoobot's encoder family), ~28M parameters
     "convnext-tiny": {"model_type": "convnext", "hidden_sizes": [96, 192, 384, 768], "depths": [3, 3, 9, 3]},
