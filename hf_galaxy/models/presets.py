@@ -48,27 +48,6 @@ CONFIG_PRESETS: dict[str, dict[str, Any]] = {
         "hidden_dropout_prob": 0.0,
         "attention_probs_dropout_prob": 0.0,
     },
-    # from-scratch CNNs (random weights); their image processor follows the prepared image size
-    # ~1.2M parameters: one basic block per stage, 32-256 channels (reached 0.80 on real GZ2 spirals at 64 px)
-    "resnet-mini": {
-        "model_type": "resnet",
-        "embedding_size": 32,
-        "hidden_sizes": [32, 64, 128, 256],
-        "depths": [1, 1, 1, 1],
-        "layer_type": "basic",
-    },
-    # the ResNet-18 layout, ~11M parameters
-    "resnet-18": {
-        "model_type": "resnet",
-        "embedding_size": 64,
-        "hidden_sizes": [64, 128, 256, 512],
-        "depths": [2, 2, 2, 2],
-        "layer_type": "basic",
-    },
-    # a small ConvNeXt, ~1.6M parameters
-    "convnext-mini": {"model_type": "convnext", "hidden_sizes": [32, 64, 128, 256], "depths": [2, 2, 2, 2]},
-    # the ConvNeXt-Tiny layout (Zoobot's encoder family), ~28M parameters
-    "convnext-tiny": {"model_type": "convnext", "hidden_sizes": [96, 192, 384, 768], "depths": [3, 3, 9, 3]},
 }
 
 
@@ -160,6 +139,27 @@ DETECTOR_PRESETS: dict[str, dict[str, Any]] = {
     # the DETR-R50 architecture with random weights (benchmarks; no download)
     "detr-r50": _detector("detr", _resnet(64, [256, 512, 1024, 2048], [3, 4, 6, 3], "bottleneck")),
 }
+
+
+def _cnn(model_type: str, hidden: list[int], depths: list[int], **config: Any) -> dict[str, Any]:
+    """A from-scratch CNN classifier preset (its image processor follows the prepared image size)."""
+    return {"model_type": model_type, "hidden_sizes": hidden, "depths": depths, **config}
+
+
+CONFIG_PRESETS.update(
+    {
+        # one basic block per stage, 32-256 channels, ~1.2M parameters (reached 0.80+ on real GZ2 spirals at 64 px)
+        "resnet-mini": _cnn(
+            "resnet", [32, 64, 128, 256], [1, 1, 1, 1], embedding_size=32, layer_type="basic"
+        ),
+        # the ResNet-18 layout, ~11M parameters
+        "resnet-18": _cnn("resnet", [64, 128, 256, 512], [2, 2, 2, 2], embedding_size=64, layer_type="basic"),
+        # a small ConvNeXt, ~1.6M parameters
+        "convnext-mini": _cnn("convnext", [32, 64, 128, 256], [2, 2, 2, 2]),
+        # the ConvNeXt-Tiny layout (Zoobot's encoder family), ~28M parameters
+        "convnext-tiny": _cnn("convnext", [96, 192, 384, 768], [3, 3, 9, 3]),
+    }
+)
 
 
 def _parse_value(text: str) -> Any:

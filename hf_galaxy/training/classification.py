@@ -262,6 +262,17 @@ def build_trainer(
     )
 
 
+def _load_classifier(model_args: ModelArguments, class_names: Sequence[str], image_size: int | None) -> Any:
+    """The ``(model, processor)`` that ``model_args`` name for ``class_names`` (see :func:`load_classifier`)."""
+    return load_classifier(
+        model_args.model_name_or_path,
+        class_names,
+        model_config=model_args.model_config,
+        revision=model_args.revision,
+        image_size=image_size,
+    )
+
+
 @dataclass
 class PreparedRun:
     """Data splits, transforms and a model factory shared by :func:`run_training` and :func:`run_hpo`."""
@@ -288,13 +299,7 @@ class PreparedRun:
         if self._first_model is not None:
             model, self._first_model = self._first_model, None
         else:
-            model = load_classifier(
-                margs.model_name_or_path,
-                self.class_names,
-                model_config=margs.model_config,
-                revision=margs.revision,
-                image_size=self.image_size,
-            )[0]
+            model = _load_classifier(margs, self.class_names, self.image_size)[0]
         if margs.use_lora:
             extra = [s.strip() for s in (margs.lora_modules_to_save or "").split(",") if s.strip()]
             model = apply_lora(
@@ -329,13 +334,7 @@ def prepare_run(
         raise ValueError("soft-label training needs a 'votes' column in the dataset")
     if val_raw is None and training_args.eval_strategy != "no":
         raise ValueError(f"eval_strategy={training_args.eval_strategy} needs a 'validation' split")
-    model, processor = load_classifier(
-        model_args.model_name_or_path,
-        class_names,
-        model_config=model_args.model_config,
-        revision=model_args.revision,
-        image_size=data_args.image_size,
-    )
+    model, processor = _load_classifier(model_args, class_names, data_args.image_size)
     return PreparedRun(
         dataset_dict=dataset_dict,
         class_names=class_names,
