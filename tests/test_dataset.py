@@ -137,10 +137,8 @@ def test_strict_raises_at_first_bad_image(gz1, tmp_path) -> None:
         load_galaxy_dataset(cat, images, cache_dir=tmp_path / "cache", strict=True)
 
 
-def test_second_identical_call_is_served_from_cache(gz1, tmp_path, monkeypatch) -> None:
-    cat, images = gz1
-    first = load_galaxy_dataset(cat, images, cache_dir=tmp_path / "cache", image_size=32)
-
+def count_prepared(monkeypatch) -> list[str]:
+    """Record the images load_galaxy_dataset prepares from now on (a cache hit prepares none)."""
     calls: list[str] = []
     real = hd.prepare_image
 
@@ -149,6 +147,14 @@ def test_second_identical_call_is_served_from_cache(gz1, tmp_path, monkeypatch) 
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(hd, "prepare_image", counting)
+    return calls
+
+
+def test_second_identical_call_is_served_from_cache(gz1, tmp_path, monkeypatch) -> None:
+    cat, images = gz1
+    first = load_galaxy_dataset(cat, images, cache_dir=tmp_path / "cache", image_size=32)
+
+    calls = count_prepared(monkeypatch)
     second = load_galaxy_dataset(cat, images, cache_dir=tmp_path / "cache", image_size=32)
     assert calls == []
     for s in first:

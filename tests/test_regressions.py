@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from PIL import ImageOps
 from transformers import TrainerCallback, TrainingArguments
 
-import hf_galaxy.data.dataset as hd
 from hf_galaxy import load_galaxy_dataset
 from hf_galaxy.data.transforms import AugmentConfig, GalaxyTransform
 from hf_galaxy.training import (
@@ -28,7 +27,7 @@ from hf_galaxy.training import (
     soft_label_loss,
 )
 from tests.galaxy_tiny import GZ1_CLASSES, TINY_VIT, class_image, draw_spiral, tiny_dataset_dict
-from tests.test_dataset import write_gz1
+from tests.test_dataset import count_prepared, write_gz1
 
 CW, ACW = GZ1_CLASSES.index("clockwise_spiral"), GZ1_CLASSES.index("anticlockwise_spiral")
 NO_AUGMENT_BUT_FLIPS = AugmentConfig(rotate=False, crop_scale=(1.0, 1.0), scale_jitter=0.0)
@@ -164,19 +163,6 @@ def gz1(tmp_path: Path) -> tuple[Path, Path]:
     return write_gz1(tmp_path / "gz1")
 
 
-def _count_prepared(monkeypatch) -> list[str]:
-    """Count the images load_galaxy_dataset prepares (a cache hit prepares none)."""
-    calls: list[str] = []
-    real = hd.prepare_image
-
-    def counting(path, *args, **kwargs):
-        calls.append(path)
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(hd, "prepare_image", counting)
-    return calls
-
-
 def _same_content(a, b) -> None:
     assert set(a) == set(b)
     for s in a:
@@ -190,7 +176,7 @@ def test_another_image_size_is_not_served_from_the_first_calls_cache(gz1, tmp_pa
     cat, images = gz1
     cache = tmp_path / "cache"
     first = load_galaxy_dataset(cat, images, cache_dir=cache, image_size=32)
-    calls = _count_prepared(monkeypatch)
+    calls = count_prepared(monkeypatch)
     load_galaxy_dataset(cat, images, cache_dir=cache, image_size=32)
     assert calls == [], "an identical call is served from the cache"
 
@@ -217,7 +203,7 @@ def test_another_labelling_is_not_served_from_the_first_calls_cache(
     cat, images = gz1
     cache = tmp_path / "cache"
     a = load_galaxy_dataset(cat, images, cache_dir=cache, image_size=16, **first)
-    calls = _count_prepared(monkeypatch)
+    calls = count_prepared(monkeypatch)
     load_galaxy_dataset(cat, images, cache_dir=cache, image_size=16, **first)
     assert calls == [], "an identical call is served from the cache"
 
