@@ -84,9 +84,12 @@ class ImageRows(torch.utils.data.Dataset):
     """``(id, image_path, hdf5_index)`` rows (from :func:`list_inputs`) as ``{"id", "image"}`` examples;
     an unreadable or missing image becomes ``{"id", "error"}`` (skipped by the loop, with its reason)."""
 
-    def __init__(self, rows: Sequence[tuple[str, str, int | None]]) -> None:
+    def __init__(
+        self, rows: Sequence[tuple[str, str, int | None]], extras: dict[str, Sequence[Any]] | None = None
+    ) -> None:
         self.rows = list(rows)
-        self.column_names = ["image", "id"]
+        self.extras = {k: list(v) for k, v in (extras or {}).items()}  # e.g. ra, dec: one value per row
+        self.column_names = ["image", "id", *self.extras]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -95,24 +98,36 @@ class ImageRows(torch.utils.data.Dataset):
         from hf_galaxy.data.dataset import open_image
 
         gid, path, index = self.rows[i]
+        extra = {k: v[i] for k, v in self.extras.items()}
         if not path:
-            return {"id": gid, "error": "no image path in the catalogue"}
+            return {"id": gid, "error": "no image path in the catalogue", **extra}
         try:
-            return {"id": gid, "image": open_image(path, index)}
+            return {"id": gid, "image": open_image(path, index), **extra}
         except (OSError, ValueError) as err:
-            return {"id": gid, "error": str(err)}
+            return {"id": gid, "error": str(err), **extra}
 
 
 class BatchPreprocessor:
     """DataLoader collate function: decode once, preprocess once per distinct processor geometry.
 
     Returns ``pixel_values`` (one tensor per spec, or None when no image of the batch could be read),
-    ``labels``/``votes``/``ids`` of the readable rows and ``skipped`` ``(id, reason)`` pairs.
+    ``labels``/``votes``/``ids`` of the readable rows, ``skipped`` ``(id, reason)`` pairs, and with
+    ``keep``, those columns of the readable rows (``extra``); with ``thumbnail_size``, their images
+    reduced to that side (``thumbnails``, PIL).
     """
 
-    def __init__(self, specs: Sequence[ProcessorSpec], image_column: str = "image") -> None:
+    def __init__(
+        self,
+        specs: Sequence[ProcessorSpec],
+        image_column: str = "image",
+        *,
+        keep: Sequence[str] = (),
+        thumbnail_size: int | None = None,
+    ) -> None:
         self.specs = list(specs)
         self.image_column = image_column
+        self.keep = list(keep)
+        self.thumbnail_size = thumbnail_size
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         good, skipped = [], []
@@ -135,7 +150,41 @@ class BatchPreprocessor:
             out["votes"] = np.asarray([r["votes"] for r in good], dtype=np.float64)
         if good and "id" in good[0]:
             out["ids"] = [str(r["id"]) for r in good]
+        if self.keep:
+            out["extra"] = {k: [r.get(k) for r in good] for k in self.keep}
+        if self.thumbnail_size:
+            side = self.thumbnail_size
+            out["thumbnails"] = [img.copy() for img in images]
+            for thumb in out["thumbnails"]:
+                thumb.thumbnail((side, side))
         return out
+
+
+def image_batches(
+    data: Any,
+    specs: Sequence[ProcessorSpec],
+    *,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    progress: bool = True,
+    desc: str = "predict",
+    image_column: str = "image",
+    **collate: Any,
+) -> Any:
+    """Batches of ``data`` (a ``datasets.Dataset`` or :class:`ImageRows`) from :class:`BatchPreprocessor`
+    (``collate`` are its keyword options), in order, with a tqdm bar over the images (read or skipped); the
+    loop of every batched inference pass."""
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    loader = DataLoader(
+        data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+        collate_fn=BatchPreprocessor(specs, image_column, **collate),
+    )  # fmt: skip
+    with tqdm(total=len(data), desc=desc, unit="img", disable=not progress) as bar:
+        for batch in loader:
+            yield batch
+            bar.update(batch["n"] + len(batch["skipped"]))
 
 
 @dataclass
@@ -169,9 +218,6 @@ def predict_probs(
     ``data`` is a ``datasets.Dataset`` with an ``image`` column (and optionally ``label``, ``votes``, ``id``)
     or an :class:`ImageRows`. ``processors[i]`` is ``models[i]``'s image processor. Shows a tqdm bar.
     """
-    from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
-
     if not models or len(models) != len(processors):
         raise ValueError("predict_probs needs one image processor per model, and at least one model")
     if batch_size < 1:
@@ -201,32 +247,30 @@ def predict_probs(
     device = resolve_device(device)
     for m in models:
         m.to(device).eval()
-    loader = DataLoader(
-        data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-        collate_fn=BatchPreprocessor(specs, image_column),
-    )  # fmt: skip
     n_classes = int(getattr(getattr(models[0], "config", None), "num_labels", 0) or 0)
     probs: list[list[np.ndarray]] = [[] for _ in models]
     labels: list[np.ndarray] = []
     votes: list[np.ndarray] = []
     out = RawPredictions(probs=np.zeros((len(models), 0, n_classes)))
-    bar = tqdm(total=len(data), desc=desc, unit="img", disable=not progress)
+    batches = image_batches(
+        data, specs, batch_size=batch_size, num_workers=num_workers, progress=progress, desc=desc,
+        image_column=image_column,
+    )  # fmt: skip
     with autocast(device, precision):
-        for batch in loader:
+        for batch in batches:
             out.skipped += batch["skipped"]
-            if batch["pixel_values"] is not None:
-                for spec_idx, member_idx in enumerate(groups):
-                    x = batch["pixel_values"][spec_idx].to(device, non_blocking=True)
-                    ps = rotation_averaged_probs([models[i] for i in member_idx], x, rotations)
-                    for i, p in zip(member_idx, ps):
-                        probs[i].append(p.double().cpu().numpy())
-                if "labels" in batch:
-                    labels.append(batch["labels"])
-                if "votes" in batch:
-                    votes.append(batch["votes"])
-                out.ids.extend(batch.get("ids", []))
-            bar.update(batch["n"] + len(batch["skipped"]))
-    bar.close()
+            if batch["pixel_values"] is None:
+                continue
+            for spec_idx, member_idx in enumerate(groups):
+                x = batch["pixel_values"][spec_idx].to(device, non_blocking=True)
+                ps = rotation_averaged_probs([models[i] for i in member_idx], x, rotations)
+                for i, p in zip(member_idx, ps):
+                    probs[i].append(p.double().cpu().numpy())
+            if "labels" in batch:
+                labels.append(batch["labels"])
+            if "votes" in batch:
+                votes.append(batch["votes"])
+            out.ids.extend(batch.get("ids", []))
     if probs[0]:
         out.probs = np.stack([np.concatenate(p) for p in probs])
     n = out.probs.shape[1]
@@ -238,7 +282,18 @@ def predict_probs(
 def list_inputs(
     source: str | os.PathLike, image_dir: str | os.PathLike | None = None
 ) -> list[tuple[str, str, int | None]]:
-    """``(id, image_path, hdf5_index)`` rows from an image folder (recursive) or any supported catalogue.
+    """``(id, image_path, hdf5_index)`` rows from an image folder (recursive) or any supported catalogue;
+    :func:`input_rows` without the catalogue columns."""
+    return input_rows(source, image_dir)[0]
+
+
+def input_rows(
+    source: str | os.PathLike,
+    image_dir: str | os.PathLike | None = None,
+    columns: Sequence[str] = (),
+) -> tuple[list[tuple[str, str, int | None]], dict[str, list[Any]]]:
+    """``(id, image_path, hdf5_index)`` rows from an image folder (recursive) or any supported catalogue, and
+    the catalogue's ``columns`` among those it has (e.g. ``ra``, ``dec``), one value per row.
 
     In a folder, the image files are those with an extension of
     :data:`hf_galaxy.data.catalogs._common.IMAGE_EXTENSIONS` (the catalogue readers' list); the id is the path
@@ -257,7 +312,7 @@ def list_inputs(
                 rows_dir.append((str(p.relative_to(path).parent / parts[0]), str(p), None))
         if not rows_dir:
             raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {path}")
-        return rows_dir
+        return rows_dir, {}
     from hf_galaxy.data.catalogs import read_catalog
 
     table = read_catalog(path, image_dir).table
@@ -269,7 +324,7 @@ def list_inputs(
         missing = img is None or (isinstance(img, float) and math.isnan(img))
         no_index = idx is None or (isinstance(idx, float) and math.isnan(idx))
         rows.append((str(gid), "" if missing else str(img), None if missing or no_index else int(idx)))
-    return rows
+    return rows, {c: table[c].tolist() for c in columns if c in table.columns}
 
 
 def predict_files(
