@@ -213,3 +213,40 @@ def plot_detections(
     fig.suptitle("predictions (solid) and true boxes (dashed)", fontsize=9)
     fig.tight_layout()
     return _save(fig, path, dpi=100, tight=False)
+
+
+def plot_reconstructions(
+    panels: dict[str, np.ndarray], path: str | Path, mask_ratio: float | None = None
+) -> Path:
+    """Rows of galaxies, columns of ``panels`` (e.g. original / masked input / reconstruction), each a
+    ``(n, H, W, 3)`` array in [0, 1]."""
+    names = list(panels)
+    n = len(panels[names[0]])
+    fig, axes = _image_grid(n * len(names), len(names), (1.9, 2.0), "plot_reconstructions")
+    for row in range(n):
+        for col, name in enumerate(names):
+            ax = axes[row * len(names) + col]
+            ax.imshow(panels[name][row])
+            if row == 0:
+                title = (
+                    name if name != "masked" or mask_ratio is None else f"masked ({mask_ratio:.0%} hidden)"
+                )
+                ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def plot_neighbours(
+    query: Any, neighbours: Sequence[Any], titles: Sequence[str], path: str | Path, query_title: str = "query"
+) -> Path:
+    """The query galaxy (first panel, framed) and its nearest neighbours, each titled (e.g. id, distance)."""
+    fig, axes = _image_grid(1 + len(neighbours), min(5, 1 + len(neighbours)), (2.2, 2.5), "plot_neighbours")
+    for ax, img, title in zip(axes, [query, *neighbours], [query_title, *titles]):
+        ax.imshow(np.asarray(img))
+        ax.set_title(title, fontsize=8)
+    axes[0].set_axis_on()
+    axes[0].set_xticks([])
+    axes[0].set_yticks([])
+    for spine in axes[0].spines.values():
+        spine.set_edgecolor("tab:blue")
+        spine.set_linewidth(3)
+    return _save(fig, path)

@@ -108,15 +108,16 @@ def test_shipped_configs_parse(tmp_path):
         "detr": lambda: make_parser(task="detection"),
         "yolos": lambda: make_parser(task="detection"),
         "ensemble": lambda: make_parser(extra_dataclasses=[EnsembleArguments]),
+        "mae": lambda: make_parser(task="pretraining"),
     }
     configs = sorted((RECIPES / "configs").glob("*.yaml"))
     assert {c.name for c in configs} >= {
         "vit_lora.yaml", "vit_full.yaml", "vit_lora_4gb.yaml", "vit_lora_demo.yaml", "hpo.yaml", "hpo_tiny.yaml",
         "detr.yaml", "detr_tiny.yaml", "yolos.yaml", "yolos_tiny.yaml", "ensemble.yaml", "ensemble_tiny.yaml",
-        "scratch_cnn.yaml",
+        "scratch_cnn.yaml", "vit_mae.yaml",
     }  # fmt: skip
     for cfg in configs:
-        parser = parsers[cfg.name.split("_")[0].split(".")[0]]()
+        parser = parsers["mae" if cfg.stem == "vit_mae" else cfg.name.split("_")[0].split(".")[0]]()
         parsed = parser.parse(["--config", str(cfg), "--output_dir", str(tmp_path)])
         assert parsed[1].output_dir == str(tmp_path), cfg.name
         # only the demo/tiny configs name a dataset, and it is synthetic; real configs need --dataset

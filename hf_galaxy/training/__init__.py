@@ -8,6 +8,7 @@
 * :mod:`~hf_galaxy.training.classification`: :class:`ClassificationTrainer`, :func:`run_training`,
   :func:`finetune`;
 * :mod:`~hf_galaxy.training.detection`: :class:`DetectionTrainer`, :func:`run_detection`;
+* :mod:`~hf_galaxy.training.pretraining`: :func:`run_pretraining` (masked autoencoder on unlabelled cut-outs);
 * :mod:`~hf_galaxy.training.hpo`: :func:`run_hpo` (Optuna).
 """
 
@@ -32,6 +33,9 @@ _EXPORTS = {
     "GalaxyTrainer": "hf_galaxy.training.trainer",
     "ModelArguments": "hf_galaxy.training.arguments",
     "PRECISIONS": "hf_galaxy.training.arguments",
+    "PretrainArguments": "hf_galaxy.training.arguments",
+    "run_pretraining": "hf_galaxy.training.pretraining",
+    "unlabelled_images": "hf_galaxy.training.pretraining",
     "ScriptArguments": "hf_galaxy.training.arguments",
     "apply_precision": "hf_galaxy.training.precision",
     "build_detection_trainer": "hf_galaxy.training.detection",
@@ -74,6 +78,9 @@ __all__ = [
     "GalaxyTrainer",
     "ModelArguments",
     "PRECISIONS",
+    "PretrainArguments",
+    "run_pretraining",
+    "unlabelled_images",
     "ScriptArguments",
     "apply_precision",
     "build_detection_trainer",

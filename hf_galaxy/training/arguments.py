@@ -292,6 +292,66 @@ class DetectionDataArguments(BaseDataArguments):
         return DetectionAugmentConfig(rotate90=self.rotate90, flip=self.flip, scale_jitter=self.scale_jitter)
 
 
+# ---------------------------------------------------------------------------------------- pretraining
+@dataclass
+class PretrainArguments:
+    """What to pretrain on, and the masked autoencoder's settings."""
+
+    dataset: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "One or more sources of unlabelled cut-outs: image folders (searched recursively; class "
+            "sub-folders are ignored), catalogues (with --image_dir), saved DatasetDicts, synthetic:N."
+        },
+    )
+    image_dir: str | None = field(default=None, metadata={"help": "Cut-out folder of catalogue sources."})
+    image_size: int = field(
+        default=64, metadata={"help": "Side the images are prepared at (and the model's)."}
+    )
+    model_config: str = field(
+        default="vit-mini",
+        metadata={
+            "help": "The encoder to build with random weights: a ViT preset (vit-tiny, vit-mini[,key=value...]), "
+            "inline JSON or a JSON file; decoder_* keys set the MAE decoder."
+        },
+    )
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Continue from a ViTMAE checkpoint instead (a Hub id such as facebook/vit-mae-base, or a "
+            "previous run's DIR/mae); recorded as the card's base_model."
+        },
+    )
+    revision: str | None = field(default=None, metadata={"help": "Hub revision of --model_name_or_path."})
+    mask_ratio: float = field(default=0.75, metadata={"help": "Fraction of patches hidden from the encoder."})
+    norm_pix_loss: bool = field(
+        default=True, metadata={"help": "Reconstruct per-patch normalised pixels (the MAE paper's choice)."}
+    )
+    validation_fraction: float = field(
+        default=0.05, metadata={"help": "Fraction of the images held out for the validation loss."}
+    )
+    max_images: int | None = field(default=None, metadata={"help": "Use at most this many images."})
+    augment: bool = field(
+        default=True, metadata={"help": "Galaxy-aware augmentation of the training images."}
+    )
+    num_proc: int | None = field(default=None, metadata={"help": "Processes for preparing the images."})
+    synthetic_seed: int = field(default=0, metadata={"help": "Seed of synthetic:N sources."})
+    precision: str = field(
+        default="auto",
+        metadata={"help": "auto, bf16, fp16 or fp32 (as in the other recipes).", "choices": list(PRECISIONS)},
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.dataset, str):
+            self.dataset = [self.dataset]
+        if not 0 < self.mask_ratio < 1:
+            raise ValueError(f"--mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError(f"--validation_fraction must be in [0, 1), got {self.validation_fraction}")
+
+
 # --------------------------------------------------------------------------------------------- model
 @dataclass
 class BaseModelArguments:

@@ -393,7 +393,7 @@ def _train(
     model = run.build_model()
     facts = dataset_facts(run.dataset_dict)
     card = run_card(
-        script_args, model_args, facts, run.class_names, run.final_name,
+        script_args, model_args, facts, run.class_names, run.final_name, model=model,
         lora=getattr(model, "lora_summary", None), soft_labels=run.soft,
     )  # fmt: skip
     trainer = build_trainer(

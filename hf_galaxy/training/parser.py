@@ -19,6 +19,7 @@ from hf_galaxy.training.arguments import (
     DetectionModelArguments,
     DetectionScriptArguments,
     ModelArguments,
+    PretrainArguments,
     ScriptArguments,
 )
 from hf_galaxy.training.precision import resolve_namespace_precision
@@ -111,6 +112,7 @@ TASK_DATACLASSES: dict[str, tuple[type, ...]] = {
         DetectionModelArguments,
         DetectionDataArguments,
     ),
+    "pretraining": (PretrainArguments, TrainingArguments),
 }
 
 
@@ -122,13 +124,13 @@ def make_parser(
     **kwargs: Any,
 ) -> GalaxyArgumentParser:
     """The recipe parser over (script, TrainingArguments, model, data, *extra) dataclasses of ``task``
-    (``classification`` or ``detection``), with the Trainer defaults every recipe needs."""
+    (``classification``, ``detection`` or ``pretraining``), with the Trainer defaults every recipe needs."""
     if task not in TASK_DATACLASSES:
         raise ValueError(f"task must be one of {list(TASK_DATACLASSES)}, got {task!r}")
     parser = GalaxyArgumentParser([*TASK_DATACLASSES[task], *extra_dataclasses], **kwargs)
     parser.set_defaults(remove_unused_columns=False, report_to="none")
     if task == "classification":
         parser.set_defaults(use_lora=use_lora)
-    else:
+    elif task == "detection":
         parser.set_defaults(eval_do_concat_batches=False)
     return parser

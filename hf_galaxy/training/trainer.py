@@ -18,7 +18,7 @@ from typing import Any
 
 from transformers import Trainer, TrainingArguments
 
-from hf_galaxy.hub.card import CardCallback, GalaxyCardData
+from hf_galaxy.hub.card import PRETRAINING_KEY, CardCallback, GalaxyCardData
 from hf_galaxy.training.precision import apply_precision
 
 logger = logging.getLogger(__name__)
@@ -51,10 +51,12 @@ def run_card(
     facts: dict[str, Any],
     label_names: Any,
     final_name: str | None,
+    model: Any = None,
     **fields: Any,
 ) -> GalaxyCardData:
     """The card data a run starts with: base model (or config), dataset facts (with ``--dataset`` as their
-    ``source``), label names and the split of the final metrics; ``fields`` are the task's own."""
+    ``source``), label names, the split of the final metrics and the encoder's self-supervised pretraining
+    when ``model``'s config records one; ``fields`` are the task's own."""
     card = GalaxyCardData(
         base_model=model_args.base_model,
         model_config=model_args.model_config,
@@ -65,6 +67,9 @@ def run_card(
     )
     if script_args.dataset:
         card.dataset.setdefault("source", script_args.dataset)
+    pretraining = getattr(getattr(model, "config", None), PRETRAINING_KEY, None)
+    if isinstance(pretraining, dict):
+        card.extra["pretraining"] = dict(pretraining)
     return card
 
 

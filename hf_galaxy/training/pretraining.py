@@ -1,0 +1,371 @@
+"""Self-supervised pretraining on unlabelled cut-outs: a masked autoencoder (transformers' ViTMAE).
+
+:func:`unlabelled_images` gathers the images of any mix of sources (image folders, with or without class
+sub-folders, catalogues, saved DatasetDicts, ``synthetic:N``) into one ``datasets.Dataset`` prepared at the
+model's size, with every unreadable image counted. :func:`run_pretraining` trains ``ViTMAEForPreTraining`` on
+it with the galaxy-aware augmentation of the classifiers (any-angle rotation, crop and scale jitter), then
+saves the encoder as a plain ``ViTModel`` checkpoint: ``vit_full.py``/``vit_lora.py --model_name_or_path DIR``
+fine-tune it directly, and ``pipeline("image-feature-extraction", model=DIR)`` embeds with it. The whole
+autoencoder (with its decoder) goes to ``DIR/mae`` for further pretraining, the provenance of the encoder
+into its ``config.json`` (``hf_galaxy_pretraining``) and the model card.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainingArguments
+
+from hf_galaxy.hub.card import PRETRAINING_KEY
+from hf_galaxy.training.arguments import PretrainArguments
+from hf_galaxy.training.trainer import GalaxyTrainer, start_run
+
+logger = logging.getLogger(__name__)
+
+#: sub-folder of a pretraining output with the whole autoencoder (encoder + decoder)
+MAE_SUBDIR = "mae"
+#: ViT config keys an MAE encoder shares with the ViT it is exported to
+_VIT_KEYS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_act",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "initializer_range",
+    "layer_norm_eps",
+    "image_size",
+    "patch_size",
+    "num_channels",
+    "qkv_bias",
+)
+
+
+# ------------------------------------------------------------------------------------------------ data
+def _prepare_rows(batch: dict[str, list[Any]], image_size: int) -> dict[str, list[Any]]:
+    from hf_galaxy.data.dataset import prepare_image
+
+    images, errors = [], []
+    for path, index in zip(batch["path"], batch["index"]):
+        try:
+            images.append(prepare_image(path, index, image_size))
+            errors.append(None)
+        except (OSError, ValueError) as err:
+            images.append(None)
+            errors.append(str(err).splitlines()[0])
+    return {"image": images, "error": errors}
+
+
+def unlabelled_images(
+    sources: Sequence[str | os.PathLike],
+    image_size: int,
+    *,
+    image_dir: str | os.PathLike | None = None,
+    num_proc: int | None = None,
+    synthetic_seed: int = 0,
+    work_dir: str | os.PathLike = ".",
+) -> tuple[Any, dict[str, Any]]:
+    """The images of ``sources`` as one ``datasets.Dataset`` (``id``, ``source``, ``image``) and a report:
+    images per source and the skipped ones (``(id, reason)``, also logged).
+
+    A folder is searched recursively for images (labels, if any, are ignored), which are read and prepared
+    at ``image_size``; a catalogue or ``synthetic:N`` goes through the classifiers' loader (prepared at
+    ``image_size`` too) and a saved DatasetDict is used as it is (the image processor resizes on the fly).
+    All splits of a DatasetDict are used.
+    """
+    from datasets import Dataset, Image, concatenate_datasets
+
+    from hf_galaxy.inference.predict import list_inputs
+    from hf_galaxy.training.arguments import DataArguments
+    from hf_galaxy.training.data import load_training_data
+
+    if not sources:
+        raise ValueError("--dataset is required: one or more image folders, catalogues or synthetic:N")
+    parts, per_source, skipped = [], {}, []
+    for source in map(str, sources):
+        path = Path(source).expanduser()
+        if path.is_dir() and image_dir is None and not (path / "dataset_dict.json").is_file():
+            rows = list_inputs(path)
+            table = Dataset.from_dict(
+                {
+                    "id": [r[0] for r in rows],
+                    "path": [r[1] for r in rows],
+                    "index": [r[2] for r in rows],
+                }
+            )
+            table = table.map(
+                _prepare_rows,
+                batched=True,
+                batch_size=64,
+                fn_kwargs={"image_size": image_size},
+                remove_columns=["path", "index"],
+                num_proc=num_proc if num_proc and num_proc > 1 and len(table) > 256 else None,
+                desc=f"preparing {path.name or source} at {image_size} px",
+            )
+            bad = [i for i, err in enumerate(table["error"]) if err is not None]
+            skipped += [(table[i]["id"], table[i]["error"]) for i in bad]
+            if bad:
+                table = table.select(sorted(set(range(len(table))) - set(bad)))
+            ds = table.remove_columns("error").cast_column("image", Image())
+        else:
+            data_args = DataArguments(image_dir=str(image_dir) if image_dir else None, image_size=image_size)
+            dsd = load_training_data(source, data_args, output_dir=work_dir, seed=synthetic_seed)
+            report = getattr(dsd, "report", None)
+            skipped += list(getattr(report, "skipped", []) or [])
+            ds = concatenate_datasets([dsd[s].select_columns(["id", "image"]) for s in dsd])
+            ds = ds.cast_column("image", Image())
+        ds = ds.add_column("source", [source] * len(ds))
+        per_source[source] = len(ds)
+        parts.append(ds)
+    for gid, reason in skipped:
+        logger.warning("skipped %s: %s", gid, reason)
+    images = concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    if len(images) == 0:
+        raise ValueError(f"no readable images in {', '.join(map(str, sources))}")
+    return images, {"images_per_source": per_source, "n_images": len(images), "skipped": skipped}
+
+
+# ----------------------------------------------------------------------------------------------- model
+def mae_config(spec: str | dict[str, Any], image_size: int, mask_ratio: float, norm_pix_loss: bool) -> Any:
+    """A ``ViTMAEConfig`` from a ViT ``--model_config`` (preset, JSON, dict); ``decoder_*`` keys set the
+    decoder, which defaults to two layers as wide as the encoder (the MAE paper's decoder is light too)."""
+    from transformers import ViTMAEConfig
+
+    from hf_galaxy.models.presets import parse_model_config
+
+    cfg = dict(parse_model_config(spec))
+    model_type = cfg.pop("model_type", "vit")
+    if model_type not in ("vit", "vit_mae"):
+        raise ValueError(
+            f"--model_config {spec!r}: MAE pretraining needs a ViT (model_type vit), got {model_type}"
+        )
+    cfg.pop("num_labels", None)
+    hidden = int(cfg.get("hidden_size", 768))
+    heads = int(cfg.get("num_attention_heads", 12))
+    cfg.setdefault("decoder_hidden_size", hidden)
+    cfg.setdefault("decoder_num_hidden_layers", 2)
+    cfg.setdefault("decoder_num_attention_heads", heads)
+    cfg.setdefault("decoder_intermediate_size", 2 * int(cfg["decoder_hidden_size"]))
+    cfg.update(image_size=int(image_size), mask_ratio=float(mask_ratio), norm_pix_loss=bool(norm_pix_loss))
+    return ViTMAEConfig(**cfg)
+
+
+def export_encoder(mae: Any, provenance: dict[str, Any] | None = None) -> Any:
+    """The encoder of a ``ViTMAEForPreTraining`` as a ``ViTModel`` (same weights; the MAE's fixed sin-cos
+    position embeddings become the ViT's, trainable from there); ``provenance`` goes into its config."""
+    from transformers import ViTConfig, ViTModel
+
+    mc = mae.config
+    config = ViTConfig(**{k: getattr(mc, k) for k in _VIT_KEYS if hasattr(mc, k)})
+    if provenance is not None:
+        setattr(config, PRETRAINING_KEY, provenance)
+    encoder = ViTModel(config, add_pooling_layer=False)
+    weights = {k[len("vit.") :]: v for k, v in mae.state_dict().items() if k.startswith("vit.")}
+    missing, unexpected = encoder.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise RuntimeError(f"MAE encoder export: missing {missing}, unexpected {unexpected}")
+    return encoder
+
+
+def pretraining_provenance(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``hf_galaxy_pretraining`` record of a checkpoint's ``config.json`` (None when it has none)."""
+    from hf_galaxy.jsonio import read_json
+
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return None
+    value = read_json(config).get(PRETRAINING_KEY)
+    return value if isinstance(value, dict) else None
+
+
+def mae_reconstructions(
+    model: Any, pixel_values: Sequence[Any], processor: Any, seed: int = 0
+) -> dict[str, Any]:
+    """Original, masked input and reconstruction (visible patches pasted back) of a few processed images, as
+    ``(n, H, W, 3)`` float arrays in [0, 1]; the masks are drawn from ``seed``."""
+    import numpy as np
+    import torch
+
+    x = torch.stack([torch.as_tensor(p) for p in pixel_values]).to(model.device, torch.float32)
+    n_patches = (model.config.image_size // model.config.patch_size) ** 2
+    noise = torch.rand(len(x), n_patches, generator=torch.Generator().manual_seed(seed)).to(x.device)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(pixel_values=x, noise=noise)
+        pred = out.logits.float()
+        if model.config.norm_pix_loss:  # predictions are per-patch normalised pixels: undo with the input's
+            target = model.patchify(x)
+            pred = pred * (target.var(-1, keepdim=True) + 1e-6) ** 0.5 + target.mean(-1, keepdim=True)
+        recon = model.unpatchify(pred)
+        mask = out.mask.unsqueeze(-1).repeat(1, 1, pred.shape[-1])
+        mask = model.unpatchify(mask)  # 1 where hidden
+    model.train(was_training)
+    mean = torch.tensor(getattr(processor, "image_mean", [0.5] * 3), device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(getattr(processor, "image_std", [0.5] * 3), device=x.device).view(1, 3, 1, 1)
+
+    def to_image(t: torch.Tensor) -> np.ndarray:
+        return (t * std + mean).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+
+    return {
+        "original": to_image(x),
+        "masked": to_image(x * (1 - mask)) * (1 - mask.permute(0, 2, 3, 1).cpu().numpy()),
+        "reconstruction": to_image(x * (1 - mask) + recon * mask),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- trainer
+class MAEPretrainer(GalaxyTrainer):
+    """``GalaxyTrainer`` for ``ViTMAEForPreTraining``: saves the encoder (``ViTModel``) at the output root,
+    the autoencoder under ``mae/`` and draws reconstructions of held-out galaxies."""
+
+    def __init__(self, *args: Any, provenance: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.provenance = dict(provenance or {})
+
+    def prediction_step(
+        self, model: Any, inputs: dict[str, Any], prediction_loss_only: bool, ignore_keys: Any = None
+    ) -> tuple[Any, None, None]:
+        """The reconstruction loss of a batch (the model takes no labels, so ``Trainer`` would skip it)."""
+        import torch
+
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = model(**inputs).loss
+        return loss.detach().mean(), None, None
+
+    def write_plots(self, output_dir: Path) -> None:
+        """Training curves and ``reconstructions.png`` (original, masked input, reconstruction)."""
+        super().write_plots(output_dir)
+        if self.eval_dataset is not None and len(self.eval_dataset):
+            from hf_galaxy.plots import plot_reconstructions
+
+            n = min(8, len(self.eval_dataset))
+            batch = [self.eval_dataset[i]["pixel_values"] for i in range(n)]
+            model = self.accelerator.unwrap_model(self.model)
+            panels = mae_reconstructions(model, batch, self.processing_class)
+            plot_reconstructions(
+                panels, output_dir / "reconstructions.png", mask_ratio=model.config.mask_ratio
+            )
+
+    def save_final_model(self, output_dir: Path) -> str:
+        """The encoder (with its image processor) at ``output_dir``, the autoencoder at ``output_dir/mae``."""
+        mae_dir = output_dir / MAE_SUBDIR
+        self.save_model(str(mae_dir))
+        if self.is_world_process_zero():
+            model = self.accelerator.unwrap_model(self.model)
+            provenance = {**self.provenance, "final_loss": self.card.extra.get("final_eval_loss")}
+            export_encoder(model, provenance).save_pretrained(str(output_dir))
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(str(output_dir))
+        return "MAE encoder"
+
+
+def run_pretraining(
+    args: PretrainArguments, training_args: TrainingArguments, precision: str = "auto"
+) -> dict[str, float]:
+    """Pretrain a masked autoencoder on ``args.dataset``; save the encoder, the autoencoder, plots and card.
+
+    Returns the final metrics (``train_loss``, ``eval_loss``: the masked-patch reconstruction error).
+    """
+    from transformers import ViTMAEForPreTraining
+
+    from hf_galaxy.data.transforms import AugmentConfig, GalaxyTransform
+    from hf_galaxy.hub.card import GalaxyCardData, describe_hardware, library_versions
+    from hf_galaxy.models.loading import default_image_processor
+
+    run = start_run(training_args, precision)
+    output_dir = Path(training_args.output_dir)
+    images, report = unlabelled_images(
+        args.dataset,
+        args.image_size,
+        image_dir=args.image_dir,
+        num_proc=args.num_proc,
+        synthetic_seed=args.synthetic_seed,
+        work_dir=output_dir,
+    )
+    images = images.shuffle(seed=training_args.seed)
+    if args.max_images is not None:
+        images = images.select(range(min(args.max_images, len(images))))
+    n_val = int(round(args.validation_fraction * len(images)))
+    splits = {"train": images.select(range(n_val, len(images)))}
+    if n_val:
+        splits["validation"] = images.select(range(n_val))
+
+    if args.model_name_or_path:
+        model = ViTMAEForPreTraining.from_pretrained(
+            args.model_name_or_path,
+            revision=args.revision,
+            mask_ratio=args.mask_ratio,
+            norm_pix_loss=args.norm_pix_loss,
+        )
+        processor = _mae_processor(args, model.config.image_size)
+    else:
+        model = ViTMAEForPreTraining(
+            mae_config(args.model_config, args.image_size, args.mask_ratio, args.norm_pix_loss)
+        )
+        processor = default_image_processor("vit", args.image_size)
+    augment = AugmentConfig(flip=True) if args.augment else None
+    splits["train"].set_transform(GalaxyTransform(processor, [], train=args.augment, augment=augment))
+    if "validation" in splits:
+        splits["validation"].set_transform(GalaxyTransform(processor, []))
+
+    sources = {
+        ("synthetic" if s.startswith("synthetic:") else os.path.basename(os.path.normpath(s))): n
+        for s, n in report["images_per_source"].items()
+    }
+    provenance = {
+        "method": "mae",
+        "mask_ratio": args.mask_ratio,
+        "norm_pix_loss": args.norm_pix_loss,
+        "n_images": report["n_images"],
+        "images_per_source": sources,
+        "synthetic": any(s.startswith("synthetic:") for s in map(str, args.dataset)),
+        "epochs": training_args.num_train_epochs,
+        "base_model": args.model_name_or_path,
+    }
+    card = GalaxyCardData(
+        task="image-feature-extraction",
+        base_model=args.model_name_or_path,
+        model_config=None if args.model_name_or_path else args.model_config,
+        dataset={
+            "source": ", ".join(map(str, args.dataset)),
+            "split_sizes": {s: len(d) for s, d in splits.items()},
+            "n_dropped": len(report["skipped"]),
+            "synthetic": provenance["synthetic"],
+        },
+        hardware=describe_hardware(training_args),
+        library_versions=library_versions(),
+        extra={"pretraining": provenance, "image_size": args.image_size},
+    )
+    training_args.remove_unused_columns = False
+    trainer = MAEPretrainer(
+        model=model,
+        args=training_args,
+        train_dataset=splits["train"],
+        eval_dataset=splits.get("validation"),
+        processing_class=processor,
+        card=card,
+        provenance=provenance,
+    )
+    metrics = trainer.train_and_record(len(splits["train"]))
+    if "validation" in splits:
+        val = trainer.evaluate(metric_key_prefix="eval")
+        trainer.log_metrics("eval", val)
+        trainer.save_metrics("eval", val)
+        metrics.update(val)
+        card.extra["final_eval_loss"] = round(float(val["eval_loss"]), 5)
+        card.eval_results = {"reconstruction_loss": float(val["eval_loss"])}
+        card.eval_split = "validation"
+    return trainer.finish(run, metrics)
+
+
+def _mae_processor(args: PretrainArguments, model_size: int) -> Any:
+    from hf_galaxy.models.loading import load_image_processor
+
+    return load_image_processor(args.model_name_or_path, "vit", model_size, revision=args.revision)
