@@ -26,7 +26,11 @@ logger = logging.getLogger(__name__)
 
 CARD_DATA_FILENAME = "hf_galaxy_card.json"
 
-TASKS = ("image-classification", "object-detection")
+#: the ``config.json`` attribute recording how a self-supervised encoder was pretrained (see
+#: :mod:`hf_galaxy.training.pretraining`); a model fine-tuned from it keeps it, and its card says so
+PRETRAINING_KEY = "hf_galaxy_pretraining"
+
+TASKS = ("image-classification", "object-detection", "image-feature-extraction")
 
 #: TrainingArguments fields never recorded in a card: secrets, machine-local paths, and bookkeeping.
 _EXCLUDED_ARGS = frozenset(
@@ -101,7 +105,8 @@ class GalaxyCardData:
     """Everything the model card says about a training run. JSON-serialisable (``hf_galaxy_card.json``).
 
     Attributes:
-        task: ``"image-classification"`` or ``"object-detection"``.
+        task: ``"image-classification"``, ``"object-detection"`` or ``"image-feature-extraction"`` (a
+            self-supervised encoder; ``extra["pretraining"]`` says how it was trained).
         base_model: Hub id or local path of the starting checkpoint; ``None`` when built from a config.
         model_config: Description of the config when the model was built without pretrained weights.
         dataset: :func:`hf_galaxy.data.dataset.describe` output, plus ``"dataset_id"`` for a Hub dataset.

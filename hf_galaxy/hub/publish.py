@@ -221,6 +221,8 @@ def _task_from_config(config_path: Path) -> str | None:
         return "object-detection"
     if any("ImageClassification" in a for a in archs):
         return "image-classification"
+    if archs and all(a.endswith("Model") for a in archs):  # a bare encoder (ViTModel): features
+        return "image-feature-extraction"
     return None
 
 
@@ -361,7 +363,9 @@ def plan_upload(
         files[ADAPTER_WEIGHTS_NAME] = adapter_dir / ADAPTER_WEIGHTS_NAME
         processor = _processor_files(output_dir, adapter_dir)
     elif weights:
-        card = _load_card(output_dir, _label_names_from_config(config_path), _task_from_config(config_path))
+        task = _task_from_config(config_path)
+        labels = [] if task == "image-feature-extraction" else _label_names_from_config(config_path)
+        card = _load_card(output_dir, labels, task)
         files[CONFIG_NAME] = config_path
         for name in weights:
             files[name] = output_dir / name

@@ -126,6 +126,10 @@ CITATIONS: dict[str, tuple[str, str]] = {
         "Walmsley M. et al. 2023, MNRAS 526, 4768: Galaxy Zoo DESI: detailed morphology measurements for 8.7M "
         "galaxies in the DESI Legacy Imaging Surveys.",
     ),
+    "walmsley2023_zoobot": (
+        "Walmsley et al. 2023 (Zoobot)",
+        "Walmsley M. et al. 2023, JOSS 8(85), 5312: Zoobot: Adaptable Deep Learning Models for Galaxy Morphology.",
+    ),
     "dey2019": (
         "Dey et al. 2019",
         "Dey A. et al. 2019, AJ 157, 168: Overview of the DESI Legacy Imaging Surveys.",
@@ -144,6 +148,10 @@ CITATIONS: dict[str, tuple[str, str]] = {
         "Dosovitskiy et al. 2021",
         "Dosovitskiy A. et al. 2021, ICLR: An Image is Worth 16x16 Words: Transformers for Image Recognition at "
         "Scale (arXiv:2010.11929).",
+    ),
+    "he2022": (
+        "He et al. 2022",
+        "He K. et al. 2022, CVPR: Masked Autoencoders Are Scalable Vision Learners (arXiv:2111.06377).",
     ),
     "hu2022": (
         "Hu et al. 2022",
@@ -240,11 +248,17 @@ def describe_class(name: str, question: str | None = None) -> str:
     return ""
 
 
-def citation_keys(release: str | None, *, task: str, lora: bool) -> list[str]:
-    """Citation keys for a card: the release's papers, then the architecture and LoRA papers."""
+def citation_keys(release: str | None, *, task: str, lora: bool, pretraining: str | None = None) -> list[str]:
+    """Citation keys for a card: the release's papers, then the architecture, the encoder's pretraining
+    (``pretraining``: ``"mae"`` or ``"zoobot"``) and LoRA papers."""
     info = release_info(release)
     keys = list(info[2]) if info else []
-    keys.append("carion2020" if task == "object-detection" else "dosovitskiy2021")
+    if pretraining == "zoobot":
+        keys.append("walmsley2023_zoobot")
+    else:
+        keys.append("carion2020" if task == "object-detection" else "dosovitskiy2021")
+    if pretraining == "mae":
+        keys.append("he2022")
     if lora:
         keys.append("hu2022")
     return list(dict.fromkeys(keys))

@@ -34,6 +34,7 @@ PLOTS: dict[str, str] = {
     "confusion_matrix.png": "Confusion matrix on the evaluation split",
     "training_curves.png": "Training and validation curves",
     "sample_grid.png": "Sample galaxies with their labels",
+    "reconstructions.png": "Held-out galaxies, the masked input and the autoencoder's reconstruction",
 }
 PLACEHOLDER_REPO = "<namespace>/<model-name>"
 
@@ -198,7 +199,10 @@ def _label_rows(card: GalaxyCardData, metrics: dict[str, float]) -> list[dict[st
 def eval_results(
     metrics: dict[str, float], *, task: str, split: str, dataset_name: str, dataset_type: str
 ) -> list[EvalResult]:
-    """model-index entries (accuracy, macro-F1, ECE, vote RMSE, mAP, ...) for the headline ``metrics``."""
+    """model-index entries (accuracy, macro-F1, ECE, vote RMSE, mAP, ...) for the headline ``metrics``; none
+    for an encoder (its reconstruction loss is no benchmark result)."""
+    if task == "image-feature-extraction":
+        return []
     task_name = "Object Detection" if task == "object-detection" else "Image Classification"
     results = []
     seen: set[str] = set()
@@ -338,7 +342,10 @@ def render_model_card(
     dataset = dict(card.dataset or {})
     release = dataset.get("release")
     info = release_info(release)
-    keys = citation_keys(release, task=card.task, lora=bool(card.lora))
+    pretraining = card.extra.get("pretraining") if isinstance(card.extra.get("pretraining"), dict) else None
+    keys = citation_keys(
+        release, task=card.task, lora=bool(card.lora), pretraining=(pretraining or {}).get("method")
+    )
     headline = [(name, metrics[key]) for key, (_, name, _) in _METRICS.items() if key in metrics]
     other = {
         k: v
@@ -382,6 +389,13 @@ def render_model_card(
             ]
         ),
         "lora": lora,
+        "pretraining": pretraining,
+        "pretraining_sources": markdown_table(
+            [
+                {"source": f"`{display_name(str(k))}`", "images": v}
+                for k, v in ((pretraining or {}).get("images_per_source") or {}).items()
+            ]
+        ),
         "lora_table": markdown_table([{"setting": f"`{k}`", "value": v} for k, v in lora.items()])
         if lora
         else [],
@@ -409,6 +423,7 @@ def render_model_card(
     template = {
         ("image-classification", False): "classification.jinja",
         ("object-detection", False): "detection.jinja",
+        ("image-feature-extraction", False): "feature_extraction.jinja",
     }.get((card.task, adapter), "lora_adapter.jinja")
     text = render_template(template, context)
     if validate:

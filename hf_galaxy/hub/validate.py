@@ -30,7 +30,7 @@ ALLOWED_KEYS: frozenset[str] = frozenset(
 )
 REQUIRED_KEYS: tuple[str, ...] = ("license", "library_name", "pipeline_tag", "tags")
 LIBRARIES = frozenset({"transformers", "peft"})
-PIPELINE_TAGS = frozenset({"image-classification", "object-detection"})
+PIPELINE_TAGS = frozenset({"image-classification", "object-detection", "image-feature-extraction"})
 REQUIRED_TAGS = ("galaxy-zoo", "astronomy")
 
 
