@@ -74,16 +74,26 @@ def test_bad_catalogue_error_names_columns(tmp_path, capsys) -> None:
     assert "unknown catalogue layout. Columns found: [a, b]" in err and "Traceback" not in err
 
 
-def test_demo_config_matches_the_recipe_yaml() -> None:
-    """The demo embeds recipes/configs/vit_lora_demo.yaml so it runs from a wheel; the two must not drift."""
+def test_demo_configs_match_the_recipe_yamls() -> None:
+    """The demo embeds recipes/configs/scratch_cnn.yaml and vit_lora_demo.yaml so it runs from a wheel; they must
+    not drift."""
     from pathlib import Path
 
     import yaml
 
-    from hf_galaxy.commands.demo import DEMO_CONFIG
+    from hf_galaxy.commands.demo import DEMO_CNN_CONFIG, DEMO_CONFIG
 
-    recipe = yaml.safe_load((Path(__file__).parents[1] / "recipes/configs/vit_lora_demo.yaml").read_text())
-    assert {k: recipe[k] for k in DEMO_CONFIG} == DEMO_CONFIG
+    configs = Path(__file__).parents[1] / "recipes/configs"
+    for embedded, name in ((DEMO_CONFIG, "vit_lora_demo.yaml"), (DEMO_CNN_CONFIG, "scratch_cnn.yaml")):
+        recipe = yaml.safe_load((configs / name).read_text())
+        assert {k: recipe[k] for k in embedded} == embedded, name
+        assert set(recipe) - set(embedded) <= {
+            "dataset",
+            "synthetic_image_size",
+            "image_size",
+            "output_dir",
+            "use_lora",
+        }
 
 
 @pytest.mark.slow
@@ -103,12 +113,19 @@ def test_demo_runs_the_whole_pipeline_offline(tmp_path, capsys) -> None:
         "model/model.safetensors",
         "model/README.md",
         "publish_dry_run/README.md",
+        "vit_lora/adapter/adapter_config.json",
+        "publish_dry_run_lora/README.md",
     ):
         assert (out / name).stat().st_size > 0, name
     card = ModelCard.load(out / "publish_dry_run" / "README.md")
     assert card.data.pipeline_tag == "image-classification"
     assert "trained on synthetic galaxies" in card.text
-    assert "[5/5]" in capsys.readouterr().out
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["model_type"] == "resnet"  # the demo's model is the CNN; the LoRA run is the ViT
+    assert json.loads((out / "vit_lora" / "config.json").read_text())["model_type"] == "vit"
+    assert 0.0 <= summary["lora"]["metrics"]["test_accuracy"] <= 1.0
+    printed = capsys.readouterr().out
+    assert "[6/6]" in printed and "CNN from scratch" in printed and "LoRA on a ViT" in printed
 
 
 # ------------------------------------------------------------------------------------------ conventions
