@@ -94,6 +94,12 @@ def main() -> int:
     parser.add_argument("--model_config", default="vit-mini")
     parser.add_argument("--pretrain_epochs", type=float, default=30)
     parser.add_argument("--finetune_epochs", type=float, default=30)
+    parser.add_argument(
+        "--norm_pix_loss",
+        choices=["true", "false"],
+        default=None,
+        help="override vit_mae.yaml's norm_pix_loss (per-patch normalised targets)",
+    )
     parser.add_argument("--encoder", default=None, help="reuse an MAE encoder directory (skip step 1)")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
@@ -130,6 +136,8 @@ def main() -> int:
             dataset=sources,
         )
         pre.model_config, pre.image_size = args.model_config, args.image_size
+        if args.norm_pix_loss is not None:
+            pre.norm_pix_loss = args.norm_pix_loss == "true"
         training = {k: v for k, v in config.items() if k not in pre_keys}
         training.update(
             output_dir=str(encoder),

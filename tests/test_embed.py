@@ -128,8 +128,13 @@ def test_similar_prints_writes_and_draws_the_neighbours(synthetic_spirals, encod
     # the same search from an image file, embedded with the model
     image = tmp_path / "q.png"
     emb[3]["thumbnail"].save(image)
-    assert main(["similar", str(emb_dir), "--image", str(image), "--model", str(encoder_dir), "--k", "2",
-                 "--output", str(tmp_path / "m.png")]) == 0  # fmt: skip
+    # without --model: the model recorded with the embeddings
+    assert (
+        main(
+            ["similar", str(emb_dir), "--image", str(image), "--k", "2", "--output", str(tmp_path / "m.png")]
+        )
+        == 0
+    )
     assert query in capsys.readouterr().out.splitlines()[1]  # the galaxy itself is the nearest
 
 
@@ -142,6 +147,31 @@ def test_similar_errors_are_one_line(tmp_path, synthetic_spirals, encoder_dir, c
     assert "no galaxy with id 'no-such-galaxy'" in err and "Traceback" not in err
     assert main(["similar", str(tmp_path), "--id", "x"]) == 2
     assert "not a Dataset written by hf-galaxy embed" in capsys.readouterr().err
+    (tmp_path / "bad.jpg").write_bytes(b"nope")
+    assert main(["similar", str(emb_dir), "--image", str(tmp_path / "bad.jpg")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.jpg" in err and "unreadable" in err and "Traceback" not in err
+
+
+def test_embed_of_a_whole_autoencoder_sees_every_patch(tmp_path) -> None:
+    """DIR/mae (ViTMAEForPreTraining) embeds deterministically: nothing is masked at inference."""
+    from transformers import ViTMAEForPreTraining
+
+    from hf_galaxy.inference.predict import ImageRows
+    from hf_galaxy.models.loading import default_image_processor
+    from hf_galaxy.training.pretraining import mae_config
+
+    ViTMAEForPreTraining(mae_config("vit-tiny", 32, 0.75, True)).save_pretrained(tmp_path / "mae")
+    default_image_processor("vit", 32).save_pretrained(tmp_path / "mae")
+    image = tmp_path / "g.png"
+    Image.fromarray((np.random.default_rng(1).random((32, 32, 3)) * 255).astype(np.uint8)).save(image)
+    model, processor = load_encoder(str(tmp_path / "mae"))
+    runs = [
+        embed_images(model, processor, ImageRows([("g", str(image), None)]), progress=False)[0]
+        for _ in range(2)
+    ]
+    # equal up to float summation order (the patches are still shuffled, all kept); 75% masked differs by ~1
+    np.testing.assert_allclose(runs[0][0]["embedding"], runs[1][0]["embedding"], rtol=1e-5, atol=1e-6)
 
 
 def test_embed_reads_folders_and_counts_unreadable_images(encoder_dir, tmp_path, capsys) -> None:

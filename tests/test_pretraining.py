@@ -48,6 +48,29 @@ def test_unlabelled_images_needs_a_source() -> None:
         unlabelled_images([], image_size=32)
 
 
+def test_unlabelled_images_reads_catalogues_without_labels_and_counts_missing_cutouts(tmp_path) -> None:
+    """A catalogue's rows are all used whatever their votes; a missing cut-out is a counted skip; a folder of
+    only unreadable files contributes nothing and stops nothing; --image_dir applies to catalogues only."""
+    from hf_galaxy.data.synthetic import make_galaxy_zoo
+
+    zoo = make_galaxy_zoo(tmp_path / "zoo", 20, seed=1, image_size=48, show_progress=False)
+    victim = sorted(Path(zoo.image_dir).glob("*.jpg"))[0]
+    victim.unlink()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "x.png").write_bytes(b"\x89PNG not really")
+    folder = _image_folder(tmp_path / "cutouts", n=4)
+    images, report = unlabelled_images(
+        [zoo.catalog_path, broken, folder], image_size=32, image_dir=zoo.image_dir, work_dir=tmp_path
+    )
+    assert report["images_per_source"] == {str(zoo.catalog_path): 19, str(broken): 0, str(folder): 4}
+    reasons = dict(report["skipped"])
+    assert victim.stem in reasons and "missing image file" in reasons[victim.stem]
+    assert "x" in reasons and len(report["skipped"]) == 2
+    with pytest.raises(ValueError, match="no readable images.*1 unreadable"):
+        unlabelled_images([broken], image_size=32)
+
+
 def test_mae_config_follows_the_vit_preset_and_rejects_cnns() -> None:
     config = mae_config("vit-tiny", image_size=48, mask_ratio=0.6, norm_pix_loss=False)
     assert (config.hidden_size, config.num_hidden_layers, config.patch_size, config.image_size) == (
@@ -66,6 +89,8 @@ def test_mae_config_follows_the_vit_preset_and_rejects_cnns() -> None:
     )
     with pytest.raises(ValueError, match="needs a ViT.*resnet"):
         mae_config("resnet-mini", 64, 0.75, True)
+    with pytest.raises(ValueError, match="decoder_hiden_size"):
+        mae_config("vit-tiny,decoder_hiden_size=8", 32, 0.75, True)
 
 
 def test_pretrain_arguments_reject_bad_values() -> None:
@@ -143,14 +168,12 @@ def test_mae_recipe_saves_an_encoder_with_its_provenance_and_card(mae_run) -> No
 
 @pytest.mark.slow
 def test_vit_full_fine_tunes_the_mae_encoder_and_its_card_says_so(mae_run, tmp_path) -> None:
-    from transformers import AutoModelForImageClassification, ViTModel
+    from transformers import AutoModelForImageClassification, ViTMAEForPreTraining
 
     start = AutoModelForImageClassification.from_pretrained(mae_run, num_labels=6)
-    encoder_weight = start.vit.layers[1].attention.q_proj.weight.detach().clone()
-    torch.testing.assert_close(
-        encoder_weight,
-        ViTModel.from_pretrained(mae_run, add_pooling_layer=False).layers[1].attention.q_proj.weight,
-    )
+    mae = ViTMAEForPreTraining.from_pretrained(mae_run / "mae")  # the autoencoder, saved separately
+    for name in ("layers.1.attention.q_proj.weight", "embeddings.patch_embeddings.projection.weight"):
+        torch.testing.assert_close(start.vit.state_dict()[name], mae.state_dict()["vit." + name], msg=name)
     recipe = load_recipe("vit_full")
     out = tmp_path / "finetuned"
     args = recipe.make_parser().parse(
@@ -167,6 +190,39 @@ def test_vit_full_fine_tunes_the_mae_encoder_and_its_card_says_so(mae_run, tmp_p
     text = (out / "README.md").read_text()
     assert "Encoder pretraining: a masked autoencoder" in text and "36 unlabelled" in text
     assert "He et al. 2022" in text
+
+
+def test_reconstructions_undo_the_per_patch_normalisation() -> None:
+    """mae_reconstructions shows the visible patches as they are, blanks the hidden ones in the masked panel, and
+    turns normalised-pixel predictions back into pixels: a model predicting the exact normalised target is
+    drawn as the original image."""
+    from transformers import ViTMAEForPreTraining
+
+    from hf_galaxy.models.loading import default_image_processor
+    from hf_galaxy.training.pretraining import mae_reconstructions
+
+    torch.manual_seed(0)
+    model = ViTMAEForPreTraining(mae_config("vit-tiny", 32, 0.5, True)).eval()
+    processor = default_image_processor("vit", 32)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    real_forward = model.forward
+
+    def oracle(pixel_values, noise=None, **kwargs):
+        out = real_forward(pixel_values=pixel_values, noise=noise, **kwargs)
+        target = model.patchify(pixel_values)
+        out.logits = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6) ** 0.5
+        return out
+
+    model.forward = oracle
+    panels = mae_reconstructions(model, list(x), processor)
+    np.testing.assert_allclose(panels["reconstruction"], panels["original"], atol=1e-4)
+    hidden = panels["masked"].reshape(2, -1, 3).max(-1) == 0
+    assert 0.3 < hidden.mean() < 0.7  # about half the pixels (mask ratio 0.5) are blanked
+    model.forward = real_forward
+    rough = mae_reconstructions(model, list(x), processor)
+    visible = ~hidden.reshape(2, 32, 32)
+    np.testing.assert_allclose(rough["reconstruction"][visible], rough["original"][visible], atol=1e-5)
+    assert not np.allclose(rough["reconstruction"][~visible], rough["original"][~visible], atol=1e-2)
 
 
 def test_mae_recipe_without_dataset_is_a_one_line_error(tmp_path, capsys) -> None:

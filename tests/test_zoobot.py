@@ -102,6 +102,29 @@ def test_wrapped_prefixes_and_classifier_heads_are_handled() -> None:
     )
 
 
+def test_greyscale_encoders_get_an_averaging_rgb_stem(tmp_path) -> None:
+    sd = timm_state_dict()
+    grey = {**sd, "stem.0.weight": sd["stem.0.weight"][:, :1] * 3}
+    model = convert_timm_convnext(grey)
+    assert model.config.num_channels == 3
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        got = model(pixel_values=x.repeat(1, 3, 1, 1)).pooler_output
+    reference = timm_forward({**grey, "stem.0.weight": grey["stem.0.weight"]}, x)
+    torch.testing.assert_close(got, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_torch_pickles_are_read_and_objects_in_them_refused(tmp_path) -> None:
+    from hf_galaxy.models.zoobot import read_weights
+
+    sd = timm_state_dict()
+    torch.save({"state_dict": sd}, tmp_path / "pytorch_model.bin")
+    assert set(read_weights(tmp_path)) == set(sd)
+    torch.save({"state_dict": sd, "hyper": object()}, tmp_path / "lightning.ckpt")
+    with pytest.raises(ValueError, match="not a plain torch state dict"):
+        read_weights(tmp_path / "lightning.ckpt")
+
+
 def test_unsupported_layouts_are_refused_by_name() -> None:
     sd = timm_state_dict()
     with pytest.raises(ValueError, match="overlap"):
@@ -112,6 +135,10 @@ def test_unsupported_layouts_are_refused_by_name() -> None:
         convnext_config_from_timm({"conv1.weight": torch.zeros(1)})
     with pytest.raises(ValueError, match="no place in ConvNextModel"):
         convert_timm_convnext({**sd, "stages.0.blocks.0.extra.weight": torch.zeros(1)})
+    with pytest.raises(ValueError, match="pre_logits"):
+        convnext_config_from_timm({**sd, "head.pre_logits.fc.weight": torch.zeros(1)})
+    with pytest.raises(ValueError, match=r"stages\.2\.blocks\.0\.conv_dw: 5x5"):
+        convnext_config_from_timm({**sd, "stages.2.blocks.0.conv_dw.weight": torch.zeros(DIMS[2], 1, 5, 5)})
 
 
 def test_convert_zoobot_command_writes_a_checkpoint_the_recipes_and_embed_use(tmp_path, capsys) -> None:

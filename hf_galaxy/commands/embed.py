@@ -52,7 +52,9 @@ def _inputs(args: argparse.Namespace):
 
     from hf_galaxy.training.data import load_training_data
 
-    dsd = load_training_data(args.data, output_dir=args.output_dir)
+    dsd = load_training_data(
+        args.data, data_dir=Path(args.output_dir).parent / f"{Path(args.output_dir).name}_synthetic_data"
+    )
     splits = [args.split] if args.split else list(dsd)
     missing = [s for s in splits if s not in dsd]
     if missing:
@@ -61,7 +63,8 @@ def _inputs(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from hf_galaxy.inference.embed import embed_images, load_encoder
+    from hf_galaxy.inference.embed import EMBEDDING_INFO, embed_images, load_encoder
+    from hf_galaxy.jsonio import write_json
 
     model, processor = load_encoder(args.model)
     data = _inputs(args)
@@ -78,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
         f"hf-galaxy embeddings of {args.data} by {args.model} ({args.pooling} pooling)"
     )
     embeddings.save_to_disk(args.output_dir)
+    write_json(
+        Path(args.output_dir) / EMBEDDING_INFO,
+        {"model": args.model, "pooling": args.pooling, "data": args.data, "n": len(embeddings)},
+    )
     dim = len(embeddings[0]["embedding"]) if len(embeddings) else 0
     print(f"{len(embeddings)} embeddings of dimension {dim} written to {args.output_dir}")
     if skipped:

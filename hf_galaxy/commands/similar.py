@@ -44,21 +44,23 @@ def run(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise ValueError(f"--k must be >= 1, got {args.k}")
     if args.image:
-        if not args.model:
-            raise ValueError("--image needs --model: the model the embeddings were made with")
         from hf_galaxy.data.dataset import open_image
-        from hf_galaxy.inference.embed import embed_images, embedding_matrix, load_encoder
+        from hf_galaxy.inference.embed import EMBEDDING_INFO, embed_images, embedding_matrix, load_encoder
         from hf_galaxy.inference.predict import ImageRows
+        from hf_galaxy.jsonio import read_json
 
-        model, processor = load_encoder(args.model)
-        one, _ = embed_images(
-            model, processor, ImageRows([("query", args.image, None)]), pooling=args.pooling, progress=False
-        )
-        query, query_image, query_title = (
-            embedding_matrix(one)[0],
-            open_image(args.image),
-            Path(args.image).name,
-        )
+        made_by = read_json(path / EMBEDDING_INFO) if (path / EMBEDDING_INFO).is_file() else {}
+        model_name = args.model or made_by.get("model")
+        if not model_name:
+            raise ValueError(
+                f"--image needs --model: {path} does not record the model its embeddings came from"
+            )
+        query_image = open_image(args.image)  # a missing or unreadable file is a one-line error here
+        model, processor = load_encoder(model_name)
+        pooling = args.pooling or made_by.get("pooling") or "auto"
+        rows = ImageRows([("query", args.image, None)])
+        one, _ = embed_images(model, processor, rows, pooling=pooling, progress=False)
+        query, query_title = embedding_matrix(one)[0], Path(args.image).name
     else:
         query = args.id
         ids = list(embeddings["id"])

@@ -390,6 +390,7 @@ def render_model_card(
         ),
         "lora": lora,
         "pretraining": pretraining,
+        "pooled_features": _pooled_features(card, output_dir),
         "pretraining_sources": markdown_table(
             [
                 {"source": f"`{display_name(str(k))}`", "images": v}
@@ -429,6 +430,15 @@ def render_model_card(
     if validate:
         check_card_text(text)
     return text
+
+
+def _pooled_features(card: GalaxyCardData, output_dir: Path) -> bool:
+    """Whether an encoder's features are its ``pooler_output`` (a CNN's global average pool) rather than the
+    mean of a transformer's patch tokens: recorded by the converter, else read from ``config.json``."""
+    if "pooled_output" in card.extra:
+        return bool(card.extra["pooled_output"])
+    config = _read_json(output_dir / "config.json") if (output_dir / "config.json").is_file() else None
+    return isinstance(config, dict) and "hidden_sizes" in config  # ResNet, ConvNeXt...: feature maps
 
 
 def render_template(name: str, context: dict[str, Any]) -> str:

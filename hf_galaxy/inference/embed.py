@@ -13,7 +13,6 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,8 @@ from hf_galaxy.inference.predict import autocast, image_batches, resolve_device
 logger = logging.getLogger(__name__)
 
 POOLINGS = ("auto", "mean", "cls", "pooler")
+#: file next to a saved embedding Dataset recording the model and pooling that made it (hf-galaxy similar reads it)
+EMBEDDING_INFO = "hf_galaxy_embedding.json"
 #: columns an embedding dataset carries over from its input when present
 CARRIED_COLUMNS = ("ra", "dec")
 
@@ -34,25 +35,22 @@ def load_encoder(model_name_or_path: str, revision: str | None = None) -> tuple[
     """The backbone (``AutoModel``, no task head) of a checkpoint and its image processor, in eval mode."""
     from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
-    from hf_galaxy.models.loading import ModelNotFoundError, load_for_inference, resolve_model_path
+    from hf_galaxy.models.loading import ModelNotFoundError, checkpoint_dir, load_for_inference
 
-    resolved = resolve_model_path(model_name_or_path, revision=revision)
-    path = Path(resolved)
-    if not path.is_dir():  # a Hub id not cached yet while the Hub is reachable
-        from huggingface_hub import snapshot_download
-
-        path = Path(snapshot_download(resolved, revision=revision))
+    path = checkpoint_dir(model_name_or_path, revision)
     if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
         classifier, processor = load_for_inference(str(path))
         return classifier.base_model.eval(), processor
     config = AutoConfig.from_pretrained(path)
+    if getattr(config, "model_type", None) == "vit_mae":  # a whole autoencoder (DIR/mae): embed every patch
+        config.mask_ratio = 0.0
     model_class = AutoModel._model_mapping[type(config)]
     kwargs = {}
     if "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
         kwargs["add_pooling_layer"] = (
             False  # a ViT's pooler is a classification-head layer, never trained here
         )
-    model = model_class.from_pretrained(path, **kwargs)
+    model = model_class.from_pretrained(path, config=config, **kwargs)
     try:
         processor = AutoImageProcessor.from_pretrained(path)
     except (OSError, ValueError) as err:

@@ -154,7 +154,7 @@ class BatchPreprocessor:
             out["extra"] = {k: [r.get(k) for r in good] for k in self.keep}
         if self.thumbnail_size:
             side = self.thumbnail_size
-            out["thumbnails"] = [img.copy() for img in images]
+            out["thumbnails"] = [img.convert("RGB") for img in images]  # a copy, in colour
             for thumb in out["thumbnails"]:
                 thumb.thumbnail((side, side))
         return out

@@ -66,7 +66,7 @@ def model_label_names(model: nn.Module, where: str = "the model") -> list[str]:
         raise ValueError(f"{where}: config.id2label {id2label} does not cover the ids 0..{n - 1}") from err
 
 
-def _config_from_dict(cfg: dict[str, Any], where: str = "--model_config") -> Any:
+def config_from_dict(cfg: dict[str, Any], where: str = "--model_config") -> Any:
     """A transformers config from a dict with ``model_type``; a ``backbone_config`` dict becomes a config too
     (a ResNet unless it names another ``model_type``).
 
@@ -79,7 +79,7 @@ def _config_from_dict(cfg: dict[str, Any], where: str = "--model_config") -> Any
     model_type = cfg.pop("model_type")
     backbone = cfg.get("backbone_config")
     if isinstance(backbone, dict):  # other sub-configs (CLIP's vision_config, ...) stay dicts for their class
-        cfg["backbone_config"] = _config_from_dict(
+        cfg["backbone_config"] = config_from_dict(
             {"model_type": "resnet", **backbone}, f"{where} backbone_config"
         )
     try:
@@ -107,7 +107,7 @@ def _config_from_dict(cfg: dict[str, Any], where: str = "--model_config") -> Any
 def build_from_config(auto_class: Any, cfg: dict[str, Any], label_names: Sequence[str]) -> nn.Module:
     """A randomly initialised ``auto_class`` model (e.g. ``AutoModelForImageClassification``) for ``label_names``
     from a parsed ``--model_config`` dict (see :mod:`hf_galaxy.models.presets`)."""
-    config = _config_from_dict(cfg)
+    config = config_from_dict(cfg)
     config.num_labels = len(label_names)
     config.id2label, config.label2id = label_maps(label_names)
     return auto_class.from_config(config)
@@ -372,16 +372,23 @@ def load_detector(
     return model, load_image_processor(path, config.model_type, 800, revision=revision, size=image_size)
 
 
-def load_for_inference(model_name_or_path: str, revision: str | None = None) -> tuple[nn.Module, Any]:
-    """Load a trained classifier (output directory, its ``adapter/`` directory, or a Hub repo) in eval mode."""
-    from transformers import AutoImageProcessor, AutoModelForImageClassification
-
+def checkpoint_dir(model_name_or_path: str, revision: str | None = None) -> Path:
+    """The local folder of a checkpoint: a directory, a cached Hub repo, or a Hub repo downloaded now when the
+    Hub is reachable (:func:`resolve_model_path`'s errors otherwise)."""
     resolved = resolve_model_path(model_name_or_path, revision=revision)
     path = Path(resolved)
     if not path.is_dir():  # a Hub id that is not cached yet and the Hub is reachable: download it
         from huggingface_hub import snapshot_download
 
         path = Path(snapshot_download(resolved, revision=revision))
+    return path
+
+
+def load_for_inference(model_name_or_path: str, revision: str | None = None) -> tuple[nn.Module, Any]:
+    """Load a trained classifier (output directory, its ``adapter/`` directory, or a Hub repo) in eval mode."""
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    path = checkpoint_dir(model_name_or_path, revision)
     if (path / "config.json").is_file():
         model = AutoModelForImageClassification.from_pretrained(path)
         processor_dir = path

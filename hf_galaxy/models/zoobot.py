@@ -54,7 +54,7 @@ _FIXED = {
     "head.norm.bias": "layernorm.bias",
 }
 #: timm keys that carry no weights of the encoder (the classifier, which Zoobot encoders do not have anyway)
-_IGNORED = re.compile(r"^head\.(fc|pre_logits)\.")
+_IGNORED = re.compile(r"^head\.fc\.")
 
 
 def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -89,15 +89,22 @@ def convnext_config_from_timm(state: dict[str, torch.Tensor]) -> Any:
     if len(depths) != 4:
         raise ValueError(f"expected 4 ConvNeXt stages in the weights, found {len(depths)}")
     dims = [int(state[f"stages.{i}.blocks.0.conv_dw.weight"].shape[0]) for i in range(4)]
-    kernel = state["stages.0.blocks.0.conv_dw.weight"].shape[-1]
-    if kernel != 7:
-        raise ValueError(f"depthwise kernels of {kernel}x{kernel} are not supported (transformers uses 7x7)")
-    hidden = int(state["stages.0.blocks.0.mlp.fc1.weight"].shape[0])
-    if hidden % dims[0]:
-        raise ValueError(f"MLP width {hidden} is not a multiple of the stage width {dims[0]}")
+    for i, depth in enumerate(depths):
+        for j in range(depth):
+            b = f"stages.{i}.blocks.{j}."
+            kernel = state[b + "conv_dw.weight"].shape[-1]
+            if kernel != 7:
+                raise ValueError(
+                    f"{b}conv_dw: {kernel}x{kernel} depthwise kernels are not supported (transformers uses 7x7)"
+                )
+            ratio = state[b + "mlp.fc1.weight"].shape[0] / dims[i]
+            if ratio != 4:
+                raise ValueError(f"{b}mlp: an MLP ratio of {ratio:g} is not supported (transformers uses 4)")
+    if any(k.startswith("head.pre_logits.") for k in state):
+        raise ValueError(
+            "timm head.pre_logits (head_hidden_size) has no place in ConvNextModel: its features would change"
+        )
     layer_scale = "stages.0.blocks.0.gamma" in state
-    if hidden // dims[0] != 4:
-        raise ValueError(f"an MLP ratio of {hidden / dims[0]:g} is not supported (transformers uses 4)")
     return ConvNextConfig(
         num_channels=int(state["stem.0.weight"].shape[1]),
         patch_size=int(state["stem.0.weight"].shape[-1]),
@@ -115,6 +122,10 @@ def convert_timm_convnext(state: dict[str, torch.Tensor]) -> Any:
     from transformers import ConvNextModel
 
     state = _strip_prefix(dict(state))
+    if state.get("stem.0.weight") is not None and state["stem.0.weight"].shape[1] == 1:
+        # a greyscale encoder (in_chans=1): an RGB stem that averages the channels computes the same features
+        # on grey images, and lets the RGB processors and recipes feed it
+        state["stem.0.weight"] = state["stem.0.weight"].repeat(1, 3, 1, 1) / 3
     config = convnext_config_from_timm(state)
     mapped: dict[str, torch.Tensor] = {}
     unused = []
@@ -156,7 +167,15 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (
+        Exception
+    ) as err:  # a pickle with objects (a Lightning .ckpt with hyper-parameters...), or not torch
+        raise ValueError(
+            f"{path}: not a plain torch state dict ({type(err).__name__}); save model.state_dict() or use the "
+            "repo's model.safetensors"
+        ) from err
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict):
         raise ValueError(f"{path} does not hold a state dict")
@@ -178,13 +197,9 @@ def convert_zoobot(
 
     src = Path(source).expanduser()
     if not src.exists():
-        from hf_galaxy.models.loading import resolve_model_path
+        from hf_galaxy.models.loading import checkpoint_dir
 
-        src = Path(resolve_model_path(str(source), revision=revision))
-        if not src.is_dir():  # a Hub id not cached yet while the Hub is reachable
-            from huggingface_hub import snapshot_download
-
-            src = Path(snapshot_download(str(source), revision=revision))
+        src = checkpoint_dir(str(source), revision)
     state = read_weights(src)
     folder = src if src.is_dir() else src.parent
     timm_config = read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
@@ -193,16 +208,25 @@ def convert_zoobot(
     architecture = timm_config.get("architecture") or "timm convnext"
     model.config.hf_galaxy_pretraining = {
         "method": "zoobot",
-        "source": str(source),
+        "source": str(source) if is_hub_repo_id(str(source)) else Path(str(source)).name,
         "architecture": architecture,
         "converted_from": "timm",
     }
     side = int((cfg.get("input_size") or [3, 224, 224])[-1])
+    mean, std = list(cfg.get("mean") or (0.485, 0.456, 0.406)), list(cfg.get("std") or (0.229, 0.224, 0.225))
+    if len(mean) == 1:  # a greyscale encoder, given an averaging RGB stem above
+        mean, std = mean * 3, std * 3
+    from PIL import Image
+
+    resample = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}.get(
+        str(cfg.get("interpolation", "bicubic")), Image.Resampling.BICUBIC
+    )
     processor = ConvNextImageProcessor(
         size={"shortest_edge": side},
         crop_pct=float(cfg.get("crop_pct") or 1.0),
-        image_mean=list(cfg.get("mean") or (0.485, 0.456, 0.406)),
-        image_std=list(cfg.get("std") or (0.229, 0.224, 0.225)),
+        image_mean=mean,
+        image_std=std,
+        resample=resample,
     )
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

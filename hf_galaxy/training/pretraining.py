@@ -61,6 +61,33 @@ def _prepare_rows(batch: dict[str, list[Any]], image_size: int) -> dict[str, lis
     return {"image": images, "error": errors}
 
 
+def _prepared_files(
+    rows: Sequence[tuple[str, str, int | None]], image_size: int, num_proc: int | None, what: str
+):
+    """``(id, path, index)`` rows read and prepared at ``image_size``: ``(Dataset(id, image), skipped)``."""
+    from datasets import Dataset, Features, Image, Value
+
+    table = Dataset.from_dict(
+        {"id": [r[0] for r in rows], "path": [r[1] for r in rows], "index": [r[2] for r in rows]},
+        features=Features({"id": Value("string"), "path": Value("string"), "index": Value("int64")}),
+    )
+    table = table.map(
+        _prepare_rows,
+        batched=True,
+        batch_size=64,
+        fn_kwargs={"image_size": image_size},
+        remove_columns=["path", "index"],
+        features=Features({"id": Value("string"), "image": Image(), "error": Value("string")}),
+        num_proc=num_proc if num_proc and num_proc > 1 and len(table) > 256 else None,
+        desc=f"preparing {what} at {image_size} px",
+    )
+    errors = table["error"]
+    skipped = [(gid, err) for gid, err in zip(table["id"], errors) if err is not None]
+    if skipped:
+        table = table.select([i for i, err in enumerate(errors) if err is None])
+    return table.remove_columns("error"), skipped
+
+
 def unlabelled_images(
     sources: Sequence[str | os.PathLike],
     image_size: int,
@@ -71,71 +98,73 @@ def unlabelled_images(
     work_dir: str | os.PathLike = ".",
 ) -> tuple[Any, dict[str, Any]]:
     """The images of ``sources`` as one ``datasets.Dataset`` (``id``, ``source``, ``image``) and a report:
-    images per source and the skipped ones (``(id, reason)``, also logged).
+    images per source (``images_per_source``) and the unreadable ones (``skipped``: ``(id, reason)``, also
+    logged). No labels are read.
 
-    A folder is searched recursively for images (labels, if any, are ignored), which are read and prepared
-    at ``image_size``; a catalogue or ``synthetic:N`` goes through the classifiers' loader (prepared at
-    ``image_size`` too) and a saved DatasetDict is used as it is (the image processor resizes on the fly).
-    All splits of a DatasetDict are used.
+    - an image folder is searched recursively (class sub-folders are ignored);
+    - a catalogue of any supported release takes its cut-outs from ``image_dir``; every row with an image is
+      used, whatever its votes;
+    - ``synthetic:N`` generates N procedural galaxies under ``work_dir/synthetic_data``;
+    - these are read and prepared at ``image_size``; a saved DatasetDict is used as it is (all its splits; the
+      image processor resizes on the fly).
     """
-    from datasets import Dataset, Image, concatenate_datasets
+    from datasets import Image, concatenate_datasets, load_from_disk
 
-    from hf_galaxy.inference.predict import list_inputs
-    from hf_galaxy.training.arguments import DataArguments
-    from hf_galaxy.training.data import load_training_data
+    from hf_galaxy.inference.predict import input_rows
 
     if not sources:
         raise ValueError("--dataset is required: one or more image folders, catalogues or synthetic:N")
     parts, per_source, skipped = [], {}, []
     for source in map(str, sources):
         path = Path(source).expanduser()
-        if path.is_dir() and image_dir is None and not (path / "dataset_dict.json").is_file():
-            rows = list_inputs(path)
-            table = Dataset.from_dict(
-                {
-                    "id": [r[0] for r in rows],
-                    "path": [r[1] for r in rows],
-                    "index": [r[2] for r in rows],
-                }
-            )
-            table = table.map(
-                _prepare_rows,
-                batched=True,
-                batch_size=64,
-                fn_kwargs={"image_size": image_size},
-                remove_columns=["path", "index"],
-                num_proc=num_proc if num_proc and num_proc > 1 and len(table) > 256 else None,
-                desc=f"preparing {path.name or source} at {image_size} px",
-            )
-            bad = [i for i, err in enumerate(table["error"]) if err is not None]
-            skipped += [(table[i]["id"], table[i]["error"]) for i in bad]
-            if bad:
-                table = table.select(sorted(set(range(len(table))) - set(bad)))
-            ds = table.remove_columns("error").cast_column("image", Image())
-        else:
-            data_args = DataArguments(image_dir=str(image_dir) if image_dir else None, image_size=image_size)
-            dsd = load_training_data(source, data_args, output_dir=work_dir, seed=synthetic_seed)
-            report = getattr(dsd, "report", None)
-            skipped += list(getattr(report, "skipped", []) or [])
+        if path.is_dir() and (path / "dataset_dict.json").is_file():
+            dsd = load_from_disk(str(path))
             ds = concatenate_datasets([dsd[s].select_columns(["id", "image"]) for s in dsd])
             ds = ds.cast_column("image", Image())
-        ds = ds.add_column("source", [source] * len(ds))
+        else:
+            if source.startswith("synthetic:"):
+                from hf_galaxy.data.synthetic import make_galaxy_zoo
+
+                try:
+                    n = int(source.split(":", 1)[1])
+                except ValueError as err:
+                    raise ValueError(f"--dataset {source!r}: expected synthetic:N with an integer N") from err
+                zoo = make_galaxy_zoo(
+                    Path(work_dir) / "synthetic_data", n, seed=synthetic_seed, num_proc=num_proc or 1
+                )
+                rows, _ = input_rows(zoo.catalog_path, zoo.image_dir)
+            else:
+                rows, _ = input_rows(path, None if path.is_dir() else image_dir)
+            ds, bad = _prepared_files(rows, image_size, num_proc, path.name or source)
+            skipped += bad
         per_source[source] = len(ds)
-        parts.append(ds)
+        if len(ds):
+            parts.append(ds.add_column("source", [source] * len(ds)))
     for gid, reason in skipped:
         logger.warning("skipped %s: %s", gid, reason)
+    if not parts:
+        raise ValueError(f"no readable images in {', '.join(map(str, sources))} ({len(skipped)} unreadable)")
     images = concatenate_datasets(parts) if len(parts) > 1 else parts[0]
-    if len(images) == 0:
-        raise ValueError(f"no readable images in {', '.join(map(str, sources))}")
     return images, {"images_per_source": per_source, "n_images": len(images), "skipped": skipped}
+
+
+def source_names(sources: Sequence[str]) -> dict[str, str]:
+    """Short, unique, path-free names of pretraining sources for cards (``synthetic``, folder base names)."""
+    names: dict[str, str] = {}
+    for source in map(str, sources):
+        base = "synthetic" if source.startswith("synthetic:") else os.path.basename(os.path.normpath(source))
+        name, k = base, 2
+        while name in names.values():
+            name, k = f"{base}-{k}", k + 1
+        names[source] = name
+    return names
 
 
 # ----------------------------------------------------------------------------------------------- model
 def mae_config(spec: str | dict[str, Any], image_size: int, mask_ratio: float, norm_pix_loss: bool) -> Any:
     """A ``ViTMAEConfig`` from a ViT ``--model_config`` (preset, JSON, dict); ``decoder_*`` keys set the
     decoder, which defaults to two layers as wide as the encoder (the MAE paper's decoder is light too)."""
-    from transformers import ViTMAEConfig
-
+    from hf_galaxy.models.loading import config_from_dict
     from hf_galaxy.models.presets import parse_model_config
 
     cfg = dict(parse_model_config(spec))
@@ -152,7 +181,7 @@ def mae_config(spec: str | dict[str, Any], image_size: int, mask_ratio: float, n
     cfg.setdefault("decoder_num_attention_heads", heads)
     cfg.setdefault("decoder_intermediate_size", 2 * int(cfg["decoder_hidden_size"]))
     cfg.update(image_size=int(image_size), mask_ratio=float(mask_ratio), norm_pix_loss=bool(norm_pix_loss))
-    return ViTMAEConfig(**cfg)
+    return config_from_dict({"model_type": "vit_mae", **cfg})  # unknown keys are errors naming them
 
 
 def export_encoder(mae: Any, provenance: dict[str, Any] | None = None) -> Any:
@@ -273,66 +302,79 @@ def run_pretraining(
 
     Returns the final metrics (``train_loss``, ``eval_loss``: the masked-patch reconstruction error).
     """
-    from transformers import ViTMAEForPreTraining
+    from collections import Counter
+
+    from transformers import IntervalStrategy, ViTMAEConfig, ViTMAEForPreTraining
 
     from hf_galaxy.data.transforms import AugmentConfig, GalaxyTransform
     from hf_galaxy.hub.card import GalaxyCardData, describe_hardware, library_versions
-    from hf_galaxy.models.loading import default_image_processor
+    from hf_galaxy.hub.render import display_name, is_hub_repo_id
+    from hf_galaxy.models.loading import default_image_processor, load_image_processor
+    from hf_galaxy.training.data import truncate
 
     run = start_run(training_args, precision)
     output_dir = Path(training_args.output_dir)
-    images, report = unlabelled_images(
-        args.dataset,
-        args.image_size,
-        image_dir=args.image_dir,
-        num_proc=args.num_proc,
-        synthetic_seed=args.synthetic_seed,
-        work_dir=output_dir,
-    )
-    images = images.shuffle(seed=training_args.seed)
-    if args.max_images is not None:
-        images = images.select(range(min(args.max_images, len(images))))
+    start_from = _mae_checkpoint(args.model_name_or_path, args.revision) if args.model_name_or_path else None
+    if start_from is not None:
+        config = ViTMAEConfig.from_pretrained(start_from, revision=args.revision)
+        image_size = int(config.image_size)  # prepare at the checkpoint's size, not --image_size
+    else:
+        config = mae_config(args.model_config, args.image_size, args.mask_ratio, args.norm_pix_loss)
+        image_size = args.image_size
+    with training_args.main_process_first(desc="pretraining images"):
+        images, report = unlabelled_images(
+            args.dataset,
+            image_size,
+            image_dir=args.image_dir,
+            num_proc=args.num_proc,
+            synthetic_seed=args.synthetic_seed,
+            work_dir=output_dir,
+        )
+    images = truncate(images.shuffle(seed=training_args.seed), args.max_images)
     n_val = int(round(args.validation_fraction * len(images)))
+    if args.validation_fraction > 0 and len(images) > 1:
+        n_val = max(1, n_val)
     splits = {"train": images.select(range(n_val, len(images)))}
     if n_val:
         splits["validation"] = images.select(range(n_val))
+    elif training_args.eval_strategy != "no":
+        logger.warning(
+            "no validation images (--validation_fraction %s): eval_strategy set to 'no'",
+            args.validation_fraction,
+        )
+        training_args.eval_strategy = IntervalStrategy.NO
 
-    if args.model_name_or_path:
+    if start_from is not None:
         model = ViTMAEForPreTraining.from_pretrained(
-            args.model_name_or_path,
-            revision=args.revision,
-            mask_ratio=args.mask_ratio,
-            norm_pix_loss=args.norm_pix_loss,
+            start_from, revision=args.revision, mask_ratio=args.mask_ratio, norm_pix_loss=args.norm_pix_loss
         )
-        processor = _mae_processor(args, model.config.image_size)
+        processor = load_image_processor(start_from, "vit", image_size, revision=args.revision)
     else:
-        model = ViTMAEForPreTraining(
-            mae_config(args.model_config, args.image_size, args.mask_ratio, args.norm_pix_loss)
-        )
-        processor = default_image_processor("vit", args.image_size)
+        model = ViTMAEForPreTraining(config)
+        processor = default_image_processor("vit", image_size)
     augment = AugmentConfig(flip=True) if args.augment else None
     splits["train"].set_transform(GalaxyTransform(processor, [], train=args.augment, augment=augment))
     if "validation" in splits:
         splits["validation"].set_transform(GalaxyTransform(processor, []))
 
-    sources = {
-        ("synthetic" if s.startswith("synthetic:") else os.path.basename(os.path.normpath(s))): n
-        for s, n in report["images_per_source"].items()
-    }
+    names = source_names(args.dataset)
+    counts = Counter(images["source"])
+    base_model = args.model_name_or_path
     provenance = {
         "method": "mae",
         "mask_ratio": args.mask_ratio,
         "norm_pix_loss": args.norm_pix_loss,
-        "n_images": report["n_images"],
-        "images_per_source": sources,
+        "n_images": len(images),
+        "images_per_source": {names[s]: counts.get(s, 0) for s in map(str, args.dataset)},
         "synthetic": any(s.startswith("synthetic:") for s in map(str, args.dataset)),
-        "epochs": training_args.num_train_epochs,
-        "base_model": args.model_name_or_path,
+        "epochs": None,  # filled in after training (trainer.state.epoch, which --max_steps may cut short)
+        "image_size": image_size,
+        "base_model": base_model if is_hub_repo_id(base_model) else display_name(base_model),
     }
     card = GalaxyCardData(
         task="image-feature-extraction",
-        base_model=args.model_name_or_path,
-        model_config=None if args.model_name_or_path else args.model_config,
+        base_model=base_model,
+        model_config=None if base_model else args.model_config,
         dataset={
             "source": ", ".join(map(str, args.dataset)),
             "split_sizes": {s: len(d) for s, d in splits.items()},
@@ -341,7 +383,7 @@ def run_pretraining(
         },
         hardware=describe_hardware(training_args),
         library_versions=library_versions(),
-        extra={"pretraining": provenance, "image_size": args.image_size},
+        extra={"pretraining": provenance, "image_size": image_size},
     )
     training_args.remove_unused_columns = False
     trainer = MAEPretrainer(
@@ -354,6 +396,8 @@ def run_pretraining(
         provenance=provenance,
     )
     metrics = trainer.train_and_record(len(splits["train"]))
+    provenance["epochs"] = round(float(trainer.state.epoch or 0), 2)
+    trainer.provenance["epochs"] = provenance["epochs"]
     if "validation" in splits:
         val = trainer.evaluate(metric_key_prefix="eval")
         trainer.log_metrics("eval", val)
@@ -365,7 +409,20 @@ def run_pretraining(
     return trainer.finish(run, metrics)
 
 
-def _mae_processor(args: PretrainArguments, model_size: int) -> Any:
-    from hf_galaxy.models.loading import load_image_processor
+def _mae_checkpoint(name_or_path: str, revision: str | None) -> str:
+    """The ViTMAE checkpoint to continue from: a Hub id or folder, or a previous run's ``DIR`` (its ``DIR/mae``);
+    the errors say what was expected."""
+    from hf_galaxy.jsonio import read_json
+    from hf_galaxy.models.loading import resolve_model_path
 
-    return load_image_processor(args.model_name_or_path, "vit", model_size, revision=args.revision)
+    path = Path(name_or_path).expanduser()
+    if path.is_dir() and (path / MAE_SUBDIR / "config.json").is_file():
+        path = path / MAE_SUBDIR  # a previous vit_mae.py output: its encoder alone has no decoder
+    resolved = resolve_model_path(str(path) if path.is_dir() else name_or_path, revision=revision)
+    config = Path(resolved) / "config.json"
+    if config.is_file() and read_json(config).get("model_type") != "vit_mae":
+        raise ValueError(
+            f"--model_name_or_path {name_or_path}: not a ViTMAE checkpoint (model_type "
+            f"{read_json(config).get('model_type')!r}); pass a vit_mae checkpoint such as facebook/vit-mae-base"
+        )
+    return resolved
