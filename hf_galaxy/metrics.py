@@ -218,6 +218,61 @@ def make_compute_metrics(class_names: Sequence[str]) -> Callable[[Any], dict[str
 
 
 # --------------------------------------------------------------------------------------------- detection
+# ------------------------------------------------------------------------------------------ whole trees
+def tree_metrics(
+    pred_fractions: np.ndarray, counts: np.ndarray, layout: Any, *, confident: float = 0.8
+) -> dict[str, float]:
+    """Per-question quality of predicted vote fractions against the volunteers' counts.
+
+    For each question (over the galaxies where somebody answered it): ``<question>_rmse`` and ``<question>_mae``
+    of the fractions over its answers, and ``<question>_accuracy`` of the predicted majority answer on the
+    galaxies whose volunteers agreed by at least ``confident`` (``<question>_confident`` of them; NaN when
+    none). ``tree_rmse`` and ``tree_mae`` average over every answered (galaxy, answer) pair.
+    ``layout`` is a :class:`~hf_galaxy.data.tree.TreeLayout`.
+    """
+    pred = np.asarray(pred_fractions, dtype=np.float64)
+    true = layout.fractions(counts)
+    out: dict[str, float] = {}
+    errors: list[np.ndarray] = []
+    for q, s in zip(layout.questions, layout.slices()):
+        answered = ~np.isnan(true[:, s]).any(axis=1)
+        out[f"{q}_answered"] = int(answered.sum())
+        if not answered.any():
+            out[f"{q}_rmse"] = out[f"{q}_mae"] = out[f"{q}_accuracy"] = float("nan")
+            out[f"{q}_confident"] = 0
+            continue
+        diff = pred[answered, s] - true[answered, s]
+        errors.append(diff.ravel())
+        out[f"{q}_rmse"] = float(np.sqrt(np.mean(diff**2)))
+        out[f"{q}_mae"] = float(np.mean(np.abs(diff)))
+        sure = answered & (np.nan_to_num(true[:, s], nan=0.0).max(axis=1) >= confident)
+        out[f"{q}_confident"] = int(sure.sum())
+        out[f"{q}_accuracy"] = (
+            float(np.mean(pred[sure, s].argmax(axis=1) == true[sure, s].argmax(axis=1)))
+            if sure.any()
+            else float("nan")
+        )
+    flat = np.concatenate(errors) if errors else np.array([np.nan])
+    out["tree_rmse"] = float(np.sqrt(np.mean(flat**2)))
+    out["tree_mae"] = float(np.mean(np.abs(flat)))
+    return out
+
+
+#: the question the Kaggle targets leave unscaled by its parent ("anything odd?" sums to 1; formats doc 3.3)
+KAGGLE_UNSCALED = ("something-odd",)
+
+
+def kaggle_tree_rmse(pred_fractions: np.ndarray, target_weighted: np.ndarray, layout: Any) -> float:
+    """The Kaggle Galaxy Challenge metric: RMSE over all 37 outputs of the tree-weighted fractions.
+
+    ``pred_fractions`` are within-question fractions (what a whole-tree model predicts); they are weighted by
+    the predicted reach of each question (Q6 unscaled, as the Kaggle targets are) and compared with the
+    Kaggle-style ``target_weighted`` (``ClassN.M`` values, in layout order).
+    """
+    weighted = layout.weighted(pred_fractions, unscaled=KAGGLE_UNSCALED)
+    return float(np.sqrt(np.mean((weighted - np.asarray(target_weighted, dtype=np.float64)) ** 2)))
+
+
 def xyxy_to_xywh(b: np.ndarray) -> np.ndarray:
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
     return np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
