@@ -656,3 +656,24 @@ def test_demo_style_lora_run_on_synthetic_galaxies_learns_well_above_chance(tmp_
     assert majority < 0.55
     assert metrics["test_accuracy"] >= 0.6, metrics
     assert metrics["test_macro_f1"] >= 0.5, metrics
+
+
+def test_a_cnn_from_a_config_follows_a_prepared_datasetdicts_image_size(tmp_path):
+    """finetune(DatasetDict, "resnet-mini") without --image_size used to resize the 32 px prepared images up to
+    224 px (the processor default of a model with no input size): 49 times the pixels, the demo 9x slower."""
+    import json
+
+    from hf_galaxy import finetune
+
+    dsd = tiny_dataset_dict(n_per_class=2, size=32)
+    out = tmp_path / "cnn"
+    finetune(
+        dsd, "resnet-mini", out, lora=False, max_steps=1, eval_strategy="no", use_cpu=True, report_to="none"
+    )
+    size = json.loads((out / "preprocessor_config.json").read_text())["size"]
+    assert 32 in size.values() and 224 not in size.values(), size
+    out96 = tmp_path / "cnn96"
+    finetune(
+        dsd, "resnet-mini", out96, lora=False, max_steps=1, eval_strategy="no", use_cpu=True, image_size=48
+    )
+    assert 48 in json.loads((out96 / "preprocessor_config.json").read_text())["size"].values()

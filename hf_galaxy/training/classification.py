@@ -262,6 +262,17 @@ def build_trainer(
     )
 
 
+def prepared_image_size(split: Any) -> int | None:
+    """The side of a split's images when they are square (``load_galaxy_dataset(image_size=...)`` prepares them
+    all at one size), else None: without ``--image_size``, a model with no input size of its own (a CNN built
+    from a config) gets an image processor at that size rather than upsampling to 224."""
+    try:
+        width, height = split[0]["image"].size
+    except (IndexError, KeyError, AttributeError, TypeError):
+        return None
+    return int(width) if width == height else None
+
+
 def _load_classifier(model_args: ModelArguments, class_names: Sequence[str], image_size: int | None) -> Any:
     """The ``(model, processor)`` that ``model_args`` name for ``class_names`` (see :func:`load_classifier`)."""
     return load_classifier(
@@ -334,7 +345,8 @@ def prepare_run(
         raise ValueError("soft-label training needs a 'votes' column in the dataset")
     if val_raw is None and training_args.eval_strategy != "no":
         raise ValueError(f"eval_strategy={training_args.eval_strategy} needs a 'validation' split")
-    model, processor = _load_classifier(model_args, class_names, data_args.image_size)
+    image_size = data_args.image_size or prepared_image_size(train_raw)
+    model, processor = _load_classifier(model_args, class_names, image_size)
     return PreparedRun(
         dataset_dict=dataset_dict,
         class_names=class_names,
@@ -353,7 +365,7 @@ def prepare_run(
         gradient_checkpointing=bool(
             getattr(training_args, "activation_checkpointing", False) or training_args.gradient_checkpointing
         ),
-        image_size=data_args.image_size,
+        image_size=image_size,
         _first_model=model,
     )
 
