@@ -122,10 +122,9 @@ def main() -> int:
     if not args.encoder:
         sources = args.unlabelled
         if sources is None:
-            synthetic_images = out / "synthetic_gz1" / "images"
-            sources = [str(synthetic_images)] + [
-                str(p) for p in (REAL_DEV, SHARED / "real_sample") if p.is_dir()
-            ]
+            # the labelled set's synthetic galaxies (same N, seed 0), so the card records them as synthetic
+            sources = [f"synthetic:{args.n_synthetic}"]
+            sources += [str(p) for p in (REAL_DEV, SHARED / "real_sample") if p.is_dir()]
         config = load_yaml_config(
             Path(__file__).resolve().parents[1] / "recipes" / "configs" / "vit_mae.yaml",
             [*PretrainArguments.__dataclass_fields__, *TrainingArguments.__dataclass_fields__],
