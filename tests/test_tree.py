@@ -150,3 +150,97 @@ def test_tree_metrics_per_question() -> None:
     assert m["q2_answered"] == 1 and m["q2_rmse"] == pytest.approx(0.6) and m["q2_accuracy"] == 0.0
     all_err = np.concatenate([q1_err, [0.6, 0.6]])
     assert m["tree_rmse"] == pytest.approx(np.sqrt(np.mean(all_err**2)))
+
+
+# ------------------------------------------------------------------------------------- the tree label scheme
+FIX = __import__("pathlib").Path(__file__).parent / "fixtures" / "catalogs"
+
+
+def test_tree_scheme_keeps_gz2_catalogue_counts_of_all_37_answers() -> None:
+    import pandas as pd
+
+    from hf_galaxy.data.catalogs import read_catalog
+    from hf_galaxy.data.labels import make_labels
+
+    cat = read_catalog(FIX / "gz2_hart16.csv")
+    lab = make_labels(cat, label_scheme="tree")
+    raw = pd.read_csv(FIX / "gz2_hart16.csv", dtype={"dr7objid": str})
+    assert lab.tree == GZ2 and lab.answer_counts.shape == (len(lab.table), 37)
+    row = raw.set_index("dr7objid").loc[str(lab.table["id"].iat[0])]
+    assert lab.answer_counts[0, GZ2.answer_index("bar", "yes")] == row["t03_bar_a06_bar_count"]
+    assert (
+        lab.answer_counts[0, GZ2.answer_index("spiral-arm-count", "more-than-4")]
+        == row["t11_arms_number_a36_more_than_4_count"]
+    )
+    root = lab.answer_counts[:, :3]
+    assert (lab.labels == root.argmax(axis=1)).all() and lab.class_names[0] == "smooth_or_featured_smooth"
+
+
+def test_tree_scheme_rebuilds_kaggle_counts_from_the_fractions() -> None:
+    from hf_galaxy.data.catalogs import read_catalog
+    from hf_galaxy.data.labels import NOMINAL_VOLUNTEERS, make_labels
+
+    cat = read_catalog(FIX / "training_solutions_rev1.csv")
+    lab = make_labels(cat, label_scheme="tree")
+    fractions = cat.table[GZ2.answer_names].to_numpy(dtype=float)
+    rebuilt = GZ2.fractions(lab.answer_counts)
+    root = GZ2.slices()[0]
+    np.testing.assert_allclose(
+        rebuilt[:, root], fractions[: len(rebuilt), root], atol=0.5 / NOMINAL_VOLUNTEERS + 1e-9
+    )
+    assert GZ2.totals(lab.answer_counts)[:, 0].max() <= NOMINAL_VOLUNTEERS + 2
+
+
+def test_tree_scheme_drops_and_counts_negative_or_fractional_counts() -> None:
+    from hf_galaxy.data.catalogs import read_catalog
+    from hf_galaxy.data.labels import make_labels
+
+    cat = read_catalog(FIX / "gz2_hart16.csv")
+    table = cat.table.copy()
+    table.loc[0, "bar_yes_count"] = -3
+    table.loc[1, "bar_no_count"] = 2.5
+    cat.table = table
+    lab = make_labels(cat, label_scheme="tree")
+    assert lab.counts == {"vote count negative": 1, "vote count not an integer": 1}
+    assert {i for i, _ in lab.dropped} == {str(table["id"].iat[0]), str(table["id"].iat[1])}
+    assert len(lab.table) == len(table) - 2
+
+
+def test_tree_scheme_needs_a_tree(tmp_path) -> None:
+    from hf_galaxy.data.catalogs import read_catalog
+    from hf_galaxy.data.labels import LabelError, make_labels
+
+    with pytest.raises(
+        LabelError, match="needs a catalogue with a decision tree of several questions.*one question"
+    ):
+        make_labels(read_catalog(FIX / "GalaxyZoo1_DR_table2.csv"), label_scheme="tree")
+
+
+def test_load_galaxy_dataset_tree_scheme_stores_counts_and_the_tree(tmp_path) -> None:
+    from PIL import Image
+
+    from hf_galaxy import load_galaxy_dataset
+    from hf_galaxy.data.catalogs import read_catalog
+
+    ids = read_catalog(FIX / "training_solutions_rev1.csv").table["id"].astype(str)
+    images = tmp_path / "images"
+    images.mkdir()
+    for gid in ids:
+        Image.new("RGB", (40, 40), (80, 60, 40)).save(images / f"{gid}.jpg")
+    dsd = load_galaxy_dataset(FIX / "training_solutions_rev1.csv", images, label_scheme="tree", image_size=32)
+    first = next(iter(dsd.values()))
+    assert first.features["counts"].length == 37
+    assert TreeLayout.from_dict(dsd.galaxy_info["tree"]) == GZ2
+    total = sum(len(ds) for ds in dsd.values())
+    assert total == len(ids) and all(sum(r["counts"][:3]) > 0 for ds in dsd.values() for r in ds)
+
+
+def test_recipes_refuse_whole_tree_datasets_in_one_line(tmp_path) -> None:
+    from hf_galaxy import finetune
+    from tests.galaxy_tiny import tiny_dataset_dict
+
+    dsd = tiny_dataset_dict(n_per_class=1, size=32)
+    for split in dsd:
+        dsd[split] = dsd[split].add_column("counts", [[1, 2, 3]] * len(dsd[split]))
+    with pytest.raises(ValueError, match="whole-tree training is not wired into the recipes yet"):
+        finetune(dsd, "vit-tiny", tmp_path / "o", max_steps=1, use_cpu=True)

@@ -439,7 +439,7 @@ def _fingerprint(parts: Mapping[str, Any], rows: Sequence[dict]) -> str:
     return h.hexdigest()[:32]
 
 
-def _features(class_names: list[str], has_radec: bool):
+def _features(class_names: list[str], has_radec: bool, n_answers: int | None = None):
     datasets = _datasets()
     feats = {
         "image": datasets.Image(),
@@ -447,6 +447,8 @@ def _features(class_names: list[str], has_radec: bool):
         "votes": datasets.List(datasets.Value("float32"), length=len(class_names)),
         "id": datasets.Value("string"),
     }
+    if n_answers is not None:  # the tree scheme: the vote count of every answer of the tree
+        feats["counts"] = datasets.List(datasets.Value("int32"), length=n_answers)
     if has_radec:
         feats["ra"] = datasets.Value("float64")
         feats["dec"] = datasets.Value("float64")
@@ -583,6 +585,7 @@ def load_galaxy_dataset(
             "id": ids[k],
             "label": int(lab.labels[k]),
             "votes": [float(v) for v in lab.votes[k]],
+            **({"counts": [int(c) for c in lab.answer_counts[k]]} if lab.answer_counts is not None else {}),
             "image_path": None if paths[k] is None or (isinstance(paths[k], float)) else str(paths[k]),
             "image_index": None if indices[k] is None or indices[k] != indices[k] else int(indices[k]),
         }
@@ -592,7 +595,7 @@ def load_galaxy_dataset(
             row["dec"] = None if pd.isna(dec) else float(dec)
         rows_by_split[split[k]].append(row)
 
-    features = _features(lab.class_names, has_radec)
+    features = _features(lab.class_names, has_radec, lab.tree.n_answers if lab.tree is not None else None)
     info = {
         "release": cat.release,
         "catalog": str(catalog),
@@ -602,6 +605,7 @@ def load_galaxy_dataset(
         "class_names": lab.class_names,
         "image_size": image_size,
         "seed": seed,
+        **({"tree": lab.tree.to_dict()} if lab.tree is not None else {}),
     }
     GalaxyDatasetDict, GalaxyIterableDatasetDict = (
         __getattr__("GalaxyDatasetDict"),

@@ -12,6 +12,12 @@ Schemes (``label_scheme``):
     the fraction vector is kept as a soft target (normalised over the classes), plus its argmax as label.
 ``column``
     a ready label column of the catalogue (``label_column=``, e.g. ``ring``), or an image folder's class.
+``tree``
+    the whole decision tree: the vote count of every answer of every question (``Labels.answer_counts``, laid
+    out by ``Labels.tree``, a :class:`~hf_galaxy.data.tree.TreeLayout`), for whole-tree models. The counts are
+    the catalogue's own (GZ2, GZ DECaLS/DESI volunteer tables) or, for releases with fractions only (Kaggle),
+    rebuilt from the fractions and the tree for :data:`NOMINAL_VOLUNTEERS` volunteers per galaxy (or the
+    catalogue's ``nvotes``). The label is the root question's majority answer (for the stratified split).
 
 ``question`` picks a decision-tree question (GZ2, Kaggle, DECaLS); galaxies for which fewer than
 ``min_share_asked`` of the volunteers reached that question (the product of the parent answers'
@@ -26,6 +32,7 @@ import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,7 +41,10 @@ from hf_galaxy.data.catalogs.base import Catalog, CatalogError, DecisionTree, Qu
 
 logger = logging.getLogger(__name__)
 
-LABEL_SCHEMES = ("plurality", "clean", "votes", "column")
+LABEL_SCHEMES = ("plurality", "clean", "votes", "column", "tree")
+#: volunteers per galaxy assumed when counts are rebuilt from fractions and the catalogue has no ``nvotes``
+#: (GZ2 galaxies had a median of about 44 classifications, Willett et al. 2013)
+NOMINAL_VOLUNTEERS = 40
 
 #: Named class merges. GZ1 "spiral" follows the P_CS convention: spiral = cw + acw + edge-on.
 CLASS_PRESETS: dict[str, dict[str, list[str]]] = {
@@ -74,6 +84,9 @@ class Labels:
     threshold: float | None = None
     dropped: list[tuple[str, str]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    #: ``tree`` scheme: ``(n, A)`` int64 vote counts of every answer, and their layout
+    answer_counts: np.ndarray | None = None
+    tree: Any = None
 
     def class_counts(self) -> dict[str, int]:
         """Number of kept galaxies per class, in class order."""
@@ -185,6 +198,8 @@ def make_labels(
         raise LabelError(f"label_scheme={label_scheme!r} is not one of {', '.join(LABEL_SCHEMES)}")
     if not 0.0 < threshold <= 1.0:
         raise LabelError(f"threshold={threshold} must be in (0, 1]")
+    if label_scheme == "tree":
+        return _tree_labels(catalog, strict)
     table = catalog.table.reset_index(drop=True)
     ids = table["id"].astype(str).to_numpy()
     n = len(table)
@@ -299,6 +314,87 @@ def make_labels(
         threshold=threshold if scheme_used == "clean" else None,
         dropped=dropped,
         counts=counts,
+    )
+
+
+def tree_counts(catalog: Catalog) -> tuple[Any, np.ndarray, str]:
+    """``(layout, counts, how)``: the vote count of every answer of ``catalog``'s tree, ``(n, A)`` floats (NaN
+    where the catalogue has none), from its ``<question>_<answer>_count`` columns when every answer has one,
+    else rebuilt from the within-question fractions (``how`` says which)."""
+    from hf_galaxy.data.tree import TreeLayout
+
+    tree = catalog.tree if catalog.tree is not None and catalog.tree.questions else None
+    if tree is None or len(tree.questions) < 2:
+        raise LabelError(
+            f"{catalog.source}: label_scheme='tree' needs a catalogue with a decision tree of several questions "
+            f"(GZ2, Kaggle, GZ DECaLS/DESI); the {catalog.release} catalogue has "
+            + ("one question" if tree is not None else "none")
+        )
+    layout = TreeLayout.from_tree(tree)
+    table = catalog.table
+    count_cols = [f"{name}_count" for name in layout.answer_names]
+    if all(c in table.columns for c in count_cols):
+        return (
+            layout,
+            table[count_cols].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64),
+            "catalogue counts",
+        )
+    fractions = table[layout.answer_names].to_numpy(dtype=np.float64)
+    if "nvotes" in table.columns:
+        volunteers = pd.to_numeric(table["nvotes"], errors="coerce").fillna(NOMINAL_VOLUNTEERS).to_numpy()
+        how = "rebuilt from the fractions and each galaxy's nvotes"
+    else:
+        volunteers = np.full(len(table), float(NOMINAL_VOLUNTEERS))
+        how = f"rebuilt from the fractions for {NOMINAL_VOLUNTEERS} volunteers per galaxy"
+    bad = np.isnan(fractions) | (fractions < 0)
+    counts = layout.counts_from_fractions(np.where(bad, 0.0, fractions), volunteers).astype(np.float64)
+    counts[(fractions < 0)] = -1.0  # kept visible: a negative fraction is dropped like a negative count
+    return layout, counts, how
+
+
+def _tree_labels(catalog: Catalog, strict: bool) -> Labels:
+    """The ``tree`` scheme (see the module docstring)."""
+    layout, counts, how = tree_counts(catalog)
+    table = catalog.table.reset_index(drop=True)
+    ids = table["id"].astype(str).to_numpy()
+    keep = np.ones(len(table), dtype=bool)
+    dropped: list[tuple[str, str]] = []
+    reasons: dict[str, int] = {}
+    finite = np.where(np.isnan(counts), 0.0, counts)
+    _drop(keep, (finite < 0).any(axis=1), "vote count negative", ids, dropped, reasons, strict)
+    _drop(
+        keep, (np.abs(finite - np.rint(finite)) > 1e-6).any(axis=1), "vote count not an integer", ids, dropped,
+        reasons, strict,
+    )  # fmt: skip
+    root = layout.slices()[0]
+    _drop(
+        keep,
+        finite[:, root].sum(axis=1) <= 0,
+        "no votes on the first question",
+        ids,
+        dropped,
+        reasons,
+        strict,
+    )
+    if not keep.any():
+        detail = "; ".join(f"{r}: {k} of {len(table)} rows" for r, k in reasons.items())
+        raise LabelError(f"{catalog.source}: no galaxies left after filtering ({detail})")
+    logger.info("%s: tree vote counts %s", catalog.source, how)
+    kept = np.rint(finite[keep]).astype(np.int64)
+    tree = catalog.tree
+    names = [class_name(tree, tree.root, a) for a in tree.root.answers]
+    root_counts = kept[:, root].astype(np.float64)
+    return Labels(
+        table=table.loc[keep].reset_index(drop=True),
+        labels=root_counts.argmax(axis=1).astype(np.int64),
+        votes=(root_counts / root_counts.sum(axis=1, keepdims=True)).astype(np.float32),
+        class_names=names,
+        scheme="tree",
+        question=tree.root.name,
+        dropped=dropped,
+        counts=reasons,
+        answer_counts=kept,
+        tree=layout,
     )
 
 

@@ -137,7 +137,12 @@ class DatasetArguments:
     image_dir: str | None = field(
         default=None, metadata={"help": "Folder with the cutouts named in the catalogue."}
     )
-    label_scheme: str = field(default="plurality", metadata={"help": "plurality, clean, votes or column."})
+    label_scheme: str = field(
+        default="plurality",
+        metadata={
+            "help": "plurality, clean, votes, column, or tree (every answer's vote count; loading only)."
+        },
+    )
     question: str | None = field(
         default=None, metadata={"help": "Decision-tree question to label by (GZ2, ...)."}
     )
