@@ -94,7 +94,7 @@ def add_spelling_aliases(parser: argparse.ArgumentParser) -> None:
         for option in list(action.option_strings):
             if not option.startswith("--"):
                 continue
-            for twin in (option.replace("-", "_"), "--" + option[2:].replace("_", "-")):
+            for twin in ("--" + option[2:].replace("-", "_"), "--" + option[2:].replace("_", "-")):
                 if twin != option and twin not in parser._option_string_actions:
                     action.option_strings.append(twin)
                     parser._option_string_actions[twin] = action

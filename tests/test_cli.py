@@ -148,6 +148,15 @@ def test_every_option_takes_underscores_and_dashes(tmp_path) -> None:
         assert getattr(parser.parse_args([command, *argv]), dest) == value, (command, argv)
 
 
+def test_spelling_aliases_keep_the_leading_dashes() -> None:
+    """The underscore twin of --output must be --output itself, not __output (an alias shown in --help)."""
+    from hf_galaxy.cli import build_parser
+
+    _, subparsers = build_parser("prepare")
+    options = {o for a in subparsers["prepare"]._actions for o in a.option_strings}
+    assert "--output" in options and "--image-dir" in options and not any(o.startswith("_") for o in options)
+
+
 def test_an_unknown_option_shows_the_subcommands_usage(capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["prepare", "cat.csv", "--no-such-option"])
