@@ -360,26 +360,32 @@ def _generate_rows(
     """
     for row in rows:
         out = {k: v for k, v in row.items() if k not in ("image_path", "image_index")}
-        try:
-            if row["image_path"] is None:
-                raise ImageError(
-                    f"row id={row['id']}: no image file is named for this galaxy", "no image file named"
-                )
-            out["image"] = prepare_image(row["image_path"], row.get("image_index"), image_size, max_pixels)
-            out["skip_reason"] = ""
-        except Exception as exc:  # one bad image never fails the whole load
-            if not isinstance(exc, ImageError):
-                exc = ImageError(
-                    f"{row['image_path']}: unexpected {type(exc).__name__} while preparing it ({exc})",
-                    "unexpected error",
-                )
-            if strict:
-                raise ImageError(
-                    f"row id={row['id']}: {exc} (strict=True stops at the first problem)"
-                ) from exc
-            out["image"] = None
-            out["skip_reason"] = f"{exc.reason}|{exc}"
+        out["image"], error = prepare_row_image(row, image_size, max_pixels, strict=strict)
+        out["skip_reason"] = "" if error is None else f"{error.reason}|{error}"
         yield out
+
+
+def prepare_row_image(
+    row: Mapping[str, Any], image_size: int | None, max_pixels: int | None = None, *, strict: bool = False
+) -> tuple[dict[str, Any] | None, ImageError | None]:
+    """:func:`prepare_image` of one catalogue row (``id``, ``image_path``, ``image_index``) as ``(image, None)``,
+    or ``(None, error)``: an image that cannot be prepared, for any reason, is a skip with its reason, never a
+    failed load; with ``strict`` it raises :class:`ImageError` naming the row and the file."""
+    try:
+        if row["image_path"] is None:
+            raise ImageError(
+                f"row id={row['id']}: no image file is named for this galaxy", "no image file named"
+            )
+        return prepare_image(row["image_path"], row.get("image_index"), image_size, max_pixels), None
+    except Exception as exc:  # one bad image never fails the whole load
+        if not isinstance(exc, ImageError):
+            exc = ImageError(
+                f"{row['image_path']}: unexpected {type(exc).__name__} while preparing it ({exc})",
+                "unexpected error",
+            )
+        if strict:
+            raise ImageError(f"row id={row['id']}: {exc} (strict=True stops at the first problem)") from exc
+        return None, exc
 
 
 # ----------------------------------------------------------------------------------------------- splits

@@ -48,16 +48,16 @@ _VIT_KEYS = (
 
 # ------------------------------------------------------------------------------------------------ data
 def _prepare_rows(batch: dict[str, list[Any]], image_size: int) -> dict[str, list[Any]]:
-    from hf_galaxy.data.dataset import prepare_image
+    """``datasets.map`` batch function: the loader's per-image preparation, its failures kept as reasons."""
+    from hf_galaxy.data.dataset import prepare_row_image
 
     images, errors = [], []
-    for path, index in zip(batch["path"], batch["index"]):
-        try:
-            images.append(prepare_image(path, index, image_size))
-            errors.append(None)
-        except (OSError, ValueError) as err:
-            images.append(None)
-            errors.append(str(err).splitlines()[0])
+    for gid, path, index in zip(batch["id"], batch["path"], batch["index"]):
+        image, error = prepare_row_image(
+            {"id": gid, "image_path": path or None, "image_index": index}, image_size
+        )
+        images.append(image)
+        errors.append(None if error is None else str(error).splitlines()[0])
     return {"image": images, "error": errors}
 
 
@@ -201,17 +201,6 @@ def export_encoder(mae: Any, provenance: dict[str, Any] | None = None) -> Any:
     return encoder
 
 
-def pretraining_provenance(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The ``hf_galaxy_pretraining`` record of a checkpoint's ``config.json`` (None when it has none)."""
-    from hf_galaxy.jsonio import read_json
-
-    config = Path(path) / "config.json"
-    if not config.is_file():
-        return None
-    value = read_json(config).get(PRETRAINING_KEY)
-    return value if isinstance(value, dict) else None
-
-
 def mae_reconstructions(
     model: Any, pixel_values: Sequence[Any], processor: Any, seed: int = 0
 ) -> dict[str, Any]:
@@ -251,11 +240,8 @@ def mae_reconstructions(
 # ---------------------------------------------------------------------------------------------- trainer
 class MAEPretrainer(GalaxyTrainer):
     """``GalaxyTrainer`` for ``ViTMAEForPreTraining``: saves the encoder (``ViTModel``) at the output root,
-    the autoencoder under ``mae/`` and draws reconstructions of held-out galaxies."""
-
-    def __init__(self, *args: Any, provenance: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.provenance = dict(provenance or {})
+    the autoencoder under ``mae/`` and draws reconstructions of held-out galaxies. The encoder's provenance is
+    the card's ``extra["pretraining"]``."""
 
     def prediction_step(
         self, model: Any, inputs: dict[str, Any], prediction_loss_only: bool, ignore_keys: Any = None
@@ -288,7 +274,10 @@ class MAEPretrainer(GalaxyTrainer):
         self.save_model(str(mae_dir))
         if self.is_world_process_zero():
             model = self.accelerator.unwrap_model(self.model)
-            provenance = {**self.provenance, "final_loss": self.card.extra.get("final_eval_loss")}
+            provenance = {
+                **self.card.extra["pretraining"],
+                "final_loss": self.card.extra.get("final_eval_loss"),
+            }
             export_encoder(model, provenance).save_pretrained(str(output_dir))
             if self.processing_class is not None:
                 self.processing_class.save_pretrained(str(output_dir))
@@ -393,11 +382,9 @@ def run_pretraining(
         eval_dataset=splits.get("validation"),
         processing_class=processor,
         card=card,
-        provenance=provenance,
     )
     metrics = trainer.train_and_record(len(splits["train"]))
     provenance["epochs"] = round(float(trainer.state.epoch or 0), 2)
-    trainer.provenance["epochs"] = provenance["epochs"]
     if "validation" in splits:
         val = trainer.evaluate(metric_key_prefix="eval")
         trainer.log_metrics("eval", val)
@@ -413,16 +400,16 @@ def _mae_checkpoint(name_or_path: str, revision: str | None) -> str:
     """The ViTMAE checkpoint to continue from: a Hub id or folder, or a previous run's ``DIR`` (its ``DIR/mae``);
     the errors say what was expected."""
     from hf_galaxy.jsonio import read_json
-    from hf_galaxy.models.loading import resolve_model_path
+    from hf_galaxy.models.loading import checkpoint_dir
 
     path = Path(name_or_path).expanduser()
     if path.is_dir() and (path / MAE_SUBDIR / "config.json").is_file():
         path = path / MAE_SUBDIR  # a previous vit_mae.py output: its encoder alone has no decoder
-    resolved = resolve_model_path(str(path) if path.is_dir() else name_or_path, revision=revision)
-    config = Path(resolved) / "config.json"
-    if config.is_file() and read_json(config).get("model_type") != "vit_mae":
+    folder = checkpoint_dir(str(path) if path.is_dir() else name_or_path, revision)
+    model_type = read_json(folder / "config.json").get("model_type")
+    if model_type != "vit_mae":
         raise ValueError(
-            f"--model_name_or_path {name_or_path}: not a ViTMAE checkpoint (model_type "
-            f"{read_json(config).get('model_type')!r}); pass a vit_mae checkpoint such as facebook/vit-mae-base"
+            f"--model_name_or_path {name_or_path}: not a ViTMAE checkpoint (model_type {model_type!r}); pass "
+            "a vit_mae checkpoint such as facebook/vit-mae-base"
         )
-    return resolved
+    return str(folder)
