@@ -30,6 +30,20 @@ def recipe_arguments(args: argparse.Namespace, recipe_parser: Any) -> tuple[Any,
     return recipe_parser.build(explicit, config)
 
 
+def print_skipped(skipped: list[tuple[str, str]], total: int, shown: int = 20) -> None:
+    """Report unreadable or missing images on stderr: how many of ``total``, then the first ``shown`` with
+    their reasons."""
+    import sys
+
+    if not skipped:
+        return
+    print(f"{len(skipped)} of {total} images skipped (unreadable or missing):", file=sys.stderr)
+    for gid, reason in skipped[:shown]:
+        print(f"  {gid}: {reason}", file=sys.stderr)
+    if len(skipped) > shown:
+        print(f"  ... and {len(skipped) - shown} more", file=sys.stderr)
+
+
 def add_dataclass_arguments(parser: argparse.ArgumentParser, *dataclass_types: type) -> None:
     """Give ``parser`` an option per field of ``dataclass_types``, as the recipes' parsers make them
     (``HfArgumentParser``: ``--name_with_underscores`` and its ``--name-with-dashes`` alias, the field's help)."""

@@ -12,8 +12,9 @@ Writes a ``datasets`` Dataset (``save_to_disk``; open it with ``datasets.load_fr
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from hf_galaxy.commands import print_skipped
 
 HELP = "write a datasets Dataset of pooled image features (embeddings) from a trained model or encoder"
 
@@ -87,8 +88,5 @@ def run(args: argparse.Namespace) -> int:
     )
     dim = len(embeddings[0]["embedding"]) if len(embeddings) else 0
     print(f"{len(embeddings)} embeddings of dimension {dim} written to {args.output_dir}")
-    if skipped:
-        print(f"{len(skipped)} of {len(data)} images skipped (unreadable or missing):", file=sys.stderr)
-        for gid, reason in skipped[:20]:
-            print(f"  {gid}: {reason}", file=sys.stderr)
+    print_skipped(skipped, len(data))
     return 0

@@ -10,8 +10,9 @@ Unreadable images are counted, reported and left out of the CSV.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from hf_galaxy.commands import print_skipped
 
 HELP = "predict classes for an image folder or catalogue with a trained classifier; writes a CSV"
 
@@ -57,10 +58,5 @@ def run(args: argparse.Namespace) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(output, index=False, float_format="%.6g")
     print(f"{len(ids)} predictions written to {output}")
-    if skipped:
-        print(f"{len(skipped)} of {len(rows)} images skipped (unreadable or missing):", file=sys.stderr)
-        for gid, reason in skipped[:20]:
-            print(f"  {gid}: {reason}", file=sys.stderr)
-        if len(skipped) > 20:
-            print(f"  ... and {len(skipped) - 20} more", file=sys.stderr)
+    print_skipped(skipped, len(rows))
     return 0
