@@ -210,3 +210,14 @@ def test_feature_extraction_pipeline_on_published_models_matches_embed(encoder_d
             np.testing.assert_allclose(
                 tokens[1:].mean(0), np.asarray(emb[0]["embedding"]), rtol=1e-4, atol=1e-5
             )
+
+
+def test_rows_without_ids_are_named_by_position_even_after_a_skip(encoder_dir) -> None:
+    from datasets import Dataset, Features
+    from datasets import Image as ImageFeature
+
+    img = Image.fromarray(np.full((32, 32, 3), 90, np.uint8))
+    data = Dataset.from_dict({"image": [img, None, img]}, features=Features({"image": ImageFeature()}))
+    model, processor = load_encoder(str(encoder_dir))
+    emb, skipped = embed_images(model, processor, data, batch_size=2, progress=False)
+    assert list(emb["id"]) == ["0", "2"] and [gid for gid, _ in skipped] == ["1"]

@@ -33,9 +33,9 @@ CARRIED_COLUMNS = ("ra", "dec")
 
 def load_encoder(model_name_or_path: str, revision: str | None = None) -> tuple[nn.Module, Any]:
     """The backbone (``AutoModel``, no task head) of a checkpoint and its image processor, in eval mode."""
-    from transformers import AutoConfig, AutoImageProcessor, AutoModel
+    from transformers import AutoConfig, AutoModel
 
-    from hf_galaxy.models.loading import ModelNotFoundError, checkpoint_dir, load_for_inference
+    from hf_galaxy.models.loading import checkpoint_dir, checkpoint_processor, load_for_inference
 
     path = checkpoint_dir(model_name_or_path, revision)
     if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
@@ -51,11 +51,7 @@ def load_encoder(model_name_or_path: str, revision: str | None = None) -> tuple[
             False  # a ViT's pooler is a classification-head layer, never trained here
         )
     model = model_class.from_pretrained(path, config=config, **kwargs)
-    try:
-        processor = AutoImageProcessor.from_pretrained(path)
-    except (OSError, ValueError) as err:
-        raise ModelNotFoundError(f"{path} has no preprocessor_config.json: {err}") from err
-    return model.eval(), processor
+    return model.eval(), checkpoint_processor(path)
 
 
 def pool(output: Any, pooling: str = "auto") -> torch.Tensor:
@@ -111,6 +107,8 @@ def embed_images(
     keep = [c for c in CARRIED_COLUMNS if c in columns]
     if hasattr(data, "select_columns"):
         data = data.select_columns([c for c in ("image", "id", "label", *keep) if c in columns])
+        if "id" not in columns:  # rows are named by their position, before any is skipped
+            data = data.add_column("id", [str(i) for i in range(len(data))])
     device = resolve_device(device)
     model.to(device).eval()
     spec = ProcessorSpec.from_processor(processor)
@@ -125,14 +123,13 @@ def embed_images(
         thumbnail_size=thumbnail_size,
     )  # fmt: skip
     with autocast(device, precision):
-        for start, batch in enumerate(batches):
+        for batch in batches:
             skipped += batch["skipped"]
             if batch["pixel_values"] is None:
                 continue
             out = model(pixel_values=batch["pixel_values"][0].to(device))
             vectors.append(pool(out, pooling).float().cpu().numpy())
-            n = batch["n"]
-            ids += batch.get("ids") or [str(start * batch_size + i) for i in range(n)]
+            ids += batch["ids"]
             if "labels" in batch:
                 labels += [int(v) for v in batch["labels"]]
             for k in keep:

@@ -386,7 +386,7 @@ def checkpoint_dir(model_name_or_path: str, revision: str | None = None) -> Path
 
 def load_for_inference(model_name_or_path: str, revision: str | None = None) -> tuple[nn.Module, Any]:
     """Load a trained classifier (output directory, its ``adapter/`` directory, or a Hub repo) in eval mode."""
-    from transformers import AutoImageProcessor, AutoModelForImageClassification
+    from transformers import AutoModelForImageClassification
 
     path = checkpoint_dir(model_name_or_path, revision)
     if (path / "config.json").is_file():
@@ -406,12 +406,18 @@ def load_for_inference(model_name_or_path: str, revision: str | None = None) -> 
         processor_dir = path
     else:
         raise ModelNotFoundError(f"{path} holds neither config.json nor adapter_config.json")
-    try:
-        processor = AutoImageProcessor.from_pretrained(processor_dir)
-    except (OSError, ValueError) as err:
-        raise ModelNotFoundError(f"{processor_dir} has no preprocessor_config.json: {err}") from err
     model.eval()
-    return model, processor
+    return model, checkpoint_processor(processor_dir)
+
+
+def checkpoint_processor(folder: str | Path) -> Any:
+    """The image processor saved in a checkpoint folder; :class:`ModelNotFoundError` when it has none."""
+    from transformers import AutoImageProcessor
+
+    try:
+        return AutoImageProcessor.from_pretrained(folder)
+    except (OSError, ValueError) as err:
+        raise ModelNotFoundError(f"{folder} has no preprocessor_config.json: {err}") from err
 
 
 def _adapter_label_kwargs(adapter_dir: Path) -> dict[str, Any]:
