@@ -162,6 +162,7 @@ def test_mae_recipe_saves_an_encoder_with_its_provenance_and_card(mae_run) -> No
     assert card.data.pipeline_tag == "image-feature-extraction"
     assert "masked autoencoder" in card.text and "| `cutouts` | 12 |" in card.text
     assert "He et al. 2022" in card.text and "reconstructions.png" in card.text
+    assert "mean of the patch tokens" in card.text  # a ViT: its features are not a pooler's
     eval_loss = json.loads((mae_run / "eval_results.json").read_text())["eval_loss"]
     assert np.isfinite(eval_loss) and provenance["final_loss"] == pytest.approx(eval_loss, abs=1e-4)
 

@@ -173,6 +173,7 @@ def test_convert_zoobot_command_writes_a_checkpoint_the_recipes_and_embed_use(tm
     assert model.config.hf_galaxy_pretraining["architecture"] == "convnext_nano"
     card = (out / "README.md").read_text()
     assert "pipeline_tag: image-feature-extraction" in card and "Zoobot" in card and "JOSS" in card
+    assert "pool=True" in card and "mean of the patch tokens" not in card  # a CNN: the global average pool
     classifier = AutoModelForImageClassification.from_pretrained(out, num_labels=3)
     torch.testing.assert_close(classifier.convnext.embeddings.patch_embeddings.weight, sd["stem.0.weight"])
     # hf-galaxy embed uses its global-average-pool features

@@ -390,7 +390,7 @@ def render_model_card(
         ),
         "lora": lora,
         "pretraining": pretraining,
-        "pooled_features": _pooled_features(card, output_dir),
+        "pooled_features": _pooled_features(output_dir),
         "pretraining_sources": markdown_table(
             [
                 {"source": f"`{display_name(str(k))}`", "images": v}
@@ -432,11 +432,9 @@ def render_model_card(
     return text
 
 
-def _pooled_features(card: GalaxyCardData, output_dir: Path) -> bool:
+def _pooled_features(output_dir: Path) -> bool:
     """Whether an encoder's features are its ``pooler_output`` (a CNN's global average pool) rather than the
-    mean of a transformer's patch tokens: recorded by the converter, else read from ``config.json``."""
-    if "pooled_output" in card.extra:
-        return bool(card.extra["pooled_output"])
+    mean of a transformer's patch tokens, read from its ``config.json``."""
     config = _read_json(output_dir / "config.json") if (output_dir / "config.json").is_file() else None
     return isinstance(config, dict) and "hidden_sizes" in config  # ResNet, ConvNeXt...: feature maps
 

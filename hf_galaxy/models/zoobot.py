@@ -236,7 +236,7 @@ def convert_zoobot(
         task="image-feature-extraction",
         base_model=str(source) if is_hub_repo_id(str(source)) else None,
         library_versions=library_versions(),
-        extra={"pretraining": model.config.hf_galaxy_pretraining, "image_size": side, "pooled_output": True},
+        extra={"pretraining": model.config.hf_galaxy_pretraining, "image_size": side},
     )
     card.save(out)
     write_model_card(out)
