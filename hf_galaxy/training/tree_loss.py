@@ -29,7 +29,8 @@ def dirichlet_multinomial_nll(
 
         log p(k | a) = lgamma(N+1) - sum lgamma(k_i+1) + lgamma(A) - lgamma(N+A) + sum [lgamma(k_i+a_i) - lgamma(a_i)]
 
-    with N = sum k_i and A = sum a_i over the question's answers; a question with N = 0 gives exactly 0.
+    with N = sum k_i and A = sum a_i over the question's answers. A question with N = 0 gives exactly 0, and
+    no gradient, by the formula itself: every term cancels (lgamma(A) - lgamma(0 + A), lgamma(a) - lgamma(0 + a)).
     """
     counts = counts.to(alpha.dtype)
     total = alpha.new_zeros(alpha.shape[0])
@@ -43,7 +44,7 @@ def dirichlet_multinomial_nll(
             - torch.lgamma(n + a0)
             + (torch.lgamma(k + a) - torch.lgamma(a)).sum(dim=1)
         )
-        total = total - torch.where(n > 0, log_p, torch.zeros_like(log_p))
+        total = total - log_p
     return total
 
 
@@ -51,15 +52,14 @@ def tree_soft_cross_entropy(
     logits: torch.Tensor, counts: torch.Tensor, slices: Sequence[slice]
 ) -> torch.Tensor:
     """Per-galaxy soft cross-entropy of each question's softmax against its vote fractions, summed over the
-    questions that were answered (``(n,)``): the simpler baseline to the Dirichlet-multinomial."""
+    questions (``(n,)``): the simpler baseline to the Dirichlet-multinomial. An unanswered question has all-zero
+    fractions, so it adds exactly 0 and no gradient."""
     counts = counts.to(logits.dtype)
     total = logits.new_zeros(logits.shape[0])
     for s in slices:
         k = counts[:, s]
-        n = k.sum(dim=1, keepdim=True)
-        frac = k / n.clamp_min(1)
-        ce = -(frac * torch.log_softmax(logits[:, s], dim=1)).sum(dim=1)
-        total = total + torch.where(n[:, 0] > 0, ce, torch.zeros_like(ce))
+        frac = k / k.sum(dim=1, keepdim=True).clamp_min(1)
+        total = total - (frac * torch.log_softmax(logits[:, s], dim=1)).sum(dim=1)
     return total
 
 
