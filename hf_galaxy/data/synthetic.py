@@ -78,6 +78,13 @@ Galaxy ``i`` uses generators seeded with ``SeedSequence(seed, spawn_key=(i, k))`
 parallel runs (``num_proc``) write identical files, and galaxy ``i`` (class, parameters, votes, id)
 is the same for every ``n`` and every ``image_size``: ``catalog.csv`` and ``truth.csv`` do not depend
 on ``image_size`` (the neighbours and stars around it may be placed differently at another size).
+
+Whole-tree votes
+----------------
+``tree="decals"`` or ``tree="gz2"`` also writes a GZ DECaLS (GZD-5 tree) or galaxy-datasets GZ2 catalogue of
+the same galaxies and images with the vote counts of every answer of that tree, and a truth file with the
+true answer of every question the galaxy's morphology reaches (see :mod:`hf_galaxy.data.synthetic_tree`).
+They use their own seed stream, so the GZ1 files are the same with and without ``tree``.
 """
 
 from __future__ import annotations
@@ -103,6 +110,7 @@ from scipy.optimize import brentq
 from scipy.special import gamma as gamma_fn
 from scipy.special import gammaincinv, ndtri
 
+from hf_galaxy.data import synthetic_tree
 from hf_galaxy.data.catalogs.trees import GZ1_CLASSES  # the canonical class order (P_EL, P_CW, ... P_MG)
 
 logger = logging.getLogger(__name__)
@@ -198,7 +206,7 @@ _SDSS_RUNS = (94, 125, 752, 756, 1035, 1140, 1231, 1345, 1350, 1402, 1412, 2126,
               3900, 4192, 4198, 4263, 4576, 4858, 5071, 5237, 5323, 5566, 5759, 5935, 6314, 6433, 7112, 7777)  # fmt: skip
 
 # Seed-stream indices inside SeedSequence(seed, spawn_key=(i, k)).
-_STREAM_META, _STREAM_GALAXY, _STREAM_FIELD, _STREAM_NOISE = 0, 1, 2, 3
+_STREAM_META, _STREAM_GALAXY, _STREAM_FIELD, _STREAM_NOISE, _STREAM_TREE = 0, 1, 2, 3, 4
 
 # Fast Gaussian noise: inverse-transform sampling from 2**16 equiprobable normal quantiles.
 # Sky level plus noise in one look-up table.
@@ -922,6 +930,19 @@ class SyntheticZoo:
     truth_path: Path
     boxes_path: Path
     n: int
+    #: ``"decals"`` / ``"gz2"`` when a whole-tree catalogue was written, and its catalogue and truth file
+    tree: str | None = None
+    tree_catalog_path: Path | None = None
+    tree_truth_path: Path | None = None
+
+
+def _draw_galaxy(
+    seed: int, index: int, class_probs: tuple[float, ...]
+) -> tuple[np.random.Generator, str, dict[str, Any]]:
+    """Galaxy ``index``'s generator, class and parameters (the generator then draws its GZ1 votes)."""
+    rng = _rng(seed, index, _STREAM_GALAXY)
+    cls = GZ1_CLASSES[int(rng.choice(len(GZ1_CLASSES), p=class_probs))]
+    return rng, cls, sample_galaxy_params(cls, rng)
 
 
 def _make_one(
@@ -931,9 +952,7 @@ def _make_one(
     from PIL import Image
 
     index, objid = job
-    rng = _rng(seed, index, _STREAM_GALAXY)
-    cls = GZ1_CLASSES[int(rng.choice(len(GZ1_CLASSES), p=class_probs))]
-    params = sample_galaxy_params(cls, rng)
+    rng, cls, params = _draw_galaxy(seed, index, class_probs)
     nvote, counts = simulate_votes(cls, params["clarity"], rng)
     # Debiasing (Bamford et al. 2009) moves a noisy share of the elliptical votes to spirals.
     shift = float(rng.normal(0.04, 0.05))
@@ -994,14 +1013,16 @@ def make_galaxy_zoo(
     num_proc: int = 1,
     class_fractions: Mapping[str, float] | None = None,
     show_progress: bool = True,
+    tree: str | None = None,
 ) -> SyntheticZoo:
     """Write a synthetic Galaxy Zoo 1 release of ``n`` galaxies to ``out_dir``.
 
     Writes ``catalog.csv`` (GZ1 Table 2 layout), ``images/<OBJID>.jpg`` (``image_size`` square RGB
     cut-outs), ``truth.csv`` (``OBJID,true_class``) and ``truth_boxes.json`` (see the module
-    docstring for the physics, the box definition and the chirality convention). The output is a
-    deterministic function of ``(n, seed, image_size, class_fractions)``: the same arguments give
-    byte-identical files whatever ``num_proc`` is. A folder that already holds a complete set made with
+    docstring for the physics, the box definition and the chirality convention). With ``tree`` it also
+    writes that release's whole-tree catalogue and truth file (:mod:`hf_galaxy.data.synthetic_tree`). The
+    output is a deterministic function of ``(n, seed, image_size, class_fractions, tree)``: the same
+    arguments give byte-identical files whatever ``num_proc`` is. A folder that already holds a complete set made with
     the same arguments is reused as it is (``synthetic_manifest.json`` records them). Images of a previous
     catalogue written to the same folder are removed; other files are left alone.
 
@@ -1017,6 +1038,8 @@ def make_galaxy_zoo(
         class_fractions: relative class frequencies, keyed by :data:`GZ1_CLASSES` names (missing
             classes get 0); default :data:`DEFAULT_CLASS_FRACTIONS`.
         show_progress: show a tqdm progress bar.
+        tree: ``"decals"`` (GZD-5 tree, ``catalog_decals.csv``) or ``"gz2"`` (``catalog_gz2.csv``) to also
+            write vote counts of every answer of that decision tree; None (default) for GZ1 only.
     """
     from tqdm.auto import tqdm
 
@@ -1029,6 +1052,7 @@ def make_galaxy_zoo(
     n, seed, num_proc = int(n), int(seed), int(num_proc)
     size = _check_size(image_size, "image_size")
     class_probs = _class_probs(class_fractions)
+    release = synthetic_tree.check_tree(tree)
 
     out = Path(out_dir)
     image_dir = out / "images"
@@ -1040,6 +1064,9 @@ def make_galaxy_zoo(
         truth_path=out / "truth.csv",
         boxes_path=out / "truth_boxes.json",
         n=n,
+        tree=tree,
+        tree_catalog_path=out / release.catalog_name if release else None,
+        tree_truth_path=out / release.truth_name if release else None,
     )
 
     manifest_path = out / _MANIFEST
@@ -1050,28 +1077,23 @@ def make_galaxy_zoo(
         "image_size": size,
         "class_probs": [round(float(p), 12) for p in class_probs],
     }
+    if tree is not None:
+        manifest["tree"] = tree  # absent without a tree, so GZ1-only folders keep their manifest
     if _is_complete(zoo, manifest_path, manifest):
         logger.info("reusing the synthetic galaxies already in %s (same n, seed, size and classes)", out)
         return zoo
+    gz1_done = _is_complete(zoo, manifest_path, manifest, ignore_tree=True)
     manifest_path.unlink(missing_ok=True)
+    for name in synthetic_tree.tree_file_names():  # a previous run's tree files (rewritten below if asked)
+        (out / name).unlink(missing_ok=True)
 
-    # Identifiers and sky positions: serial, so they are unique and independent of num_proc.
-    objids: list[int] = []
-    seen: set[int] = set()
-    ra = np.empty(n)
-    dec = np.empty(n)
-    for i in range(n):
-        rng = _rng(seed, i, _STREAM_META)
-        objid = _sdss_objid(rng)
-        while objid in seen:
-            objid = _sdss_objid(rng)
-        seen.add(objid)
-        objids.append(objid)
-        ra[i] = rng.uniform(0.0, 359.99)
-        # uniform on the sphere between -10 and +70 deg (roughly the SDSS legacy footprint)
-        dec[i] = math.degrees(
-            math.asin(rng.uniform(math.sin(math.radians(-10.0)), math.sin(math.radians(70.0))))
-        )
+    objids, ra, dec = _ids_and_positions(n, seed)
+    if gz1_done:  # only the tree catalogue changes: the GZ1 files and images stay as they are
+        logger.info("reusing the GZ1 galaxies already in %s; writing the tree catalogue only", out)
+        _write_tree(zoo, seed, class_probs, objids, ra, dec)
+        manifest_path.write_text(json.dumps(manifest) + "\n")
+        return zoo
+    seen = set(objids)
     ra_str, dec_str = _sky_strings(ra, dec)
     removed = _remove_stale_images(zoo.catalog_path, image_dir, seen)
     if removed:
@@ -1137,23 +1159,74 @@ def make_galaxy_zoo(
         writer.writerow(["OBJID", "true_class"])
         writer.writerows([str(o), c] for o, c in truth)
     zoo.boxes_path.write_text(json.dumps(boxes, separators=(",", ":")) + "\n")
+    _write_tree(zoo, seed, class_probs, objids, ra, dec)
     manifest_path.write_text(json.dumps(manifest) + "\n")  # last: marks the set complete
     return zoo
+
+
+def _ids_and_positions(n: int, seed: int) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """Objids and sky positions (degrees): serial, so they are unique and independent of num_proc."""
+    objids: list[int] = []
+    seen: set[int] = set()
+    ra = np.empty(n)
+    dec = np.empty(n)
+    for i in range(n):
+        rng = _rng(seed, i, _STREAM_META)
+        objid = _sdss_objid(rng)
+        while objid in seen:
+            objid = _sdss_objid(rng)
+        seen.add(objid)
+        objids.append(objid)
+        ra[i] = rng.uniform(0.0, 359.99)
+        # uniform on the sphere between -10 and +70 deg (roughly the SDSS legacy footprint)
+        dec[i] = math.degrees(
+            math.asin(rng.uniform(math.sin(math.radians(-10.0)), math.sin(math.radians(70.0))))
+        )
+    return objids, ra, dec
+
+
+def _write_tree(
+    zoo: SyntheticZoo,
+    seed: int,
+    class_probs: tuple[float, ...],
+    objids: Sequence[int],
+    ra: np.ndarray,
+    dec: np.ndarray,
+) -> None:
+    """Write ``zoo.tree``'s catalogue and truth file (nothing without a tree). The classes and parameters are
+    drawn again from each galaxy's stream (cheap, no rendering); the votes from a stream of their own."""
+    if zoo.tree is None:
+        return
+    galaxies = [
+        (objid, *_draw_galaxy(seed, i, class_probs)[1:], _rng(seed, i, _STREAM_TREE))
+        for i, objid in enumerate(objids)
+    ]
+    synthetic_tree.write_tree_release(zoo.out_dir, zoo.tree, galaxies, ra, dec, zoo.image_dir.name)
 
 
 _MANIFEST = "synthetic_manifest.json"
 _GENERATOR_VERSION = "1"  # bump whenever the rendered images or votes change
 
 
-def _is_complete(zoo: SyntheticZoo, manifest_path: Path, manifest: dict[str, Any]) -> bool:
+def _is_complete(
+    zoo: SyntheticZoo, manifest_path: Path, manifest: dict[str, Any], ignore_tree: bool = False
+) -> bool:
     """True when ``zoo`` already holds a finished set made with the same arguments (so nothing is rewritten,
-    file mtimes stay, and the prepared dataset is served from the cache)."""
+    file mtimes stay, and the prepared dataset is served from the cache). With ``ignore_tree``: the same
+    GZ1 set, whatever tree catalogue it has."""
     try:
-        if json.loads(manifest_path.read_text()) != manifest:
-            return False
+        found = json.loads(manifest_path.read_text())
     except (OSError, ValueError):
         return False
-    if not all(p.is_file() for p in (zoo.catalog_path, zoo.truth_path, zoo.boxes_path)):
+    if ignore_tree:
+        found = {k: v for k, v in found.items() if k != "tree"} if isinstance(found, dict) else found
+        manifest = {k: v for k, v in manifest.items() if k != "tree"}
+    if found != manifest:
+        return False
+    tables = [zoo.catalog_path, zoo.truth_path, zoo.boxes_path]
+    if not ignore_tree:
+        tables += [p for p in (zoo.tree_catalog_path, zoo.tree_truth_path) if p is not None]
+    if not all(p.is_file() for p in tables):
         return False
     with zoo.catalog_path.open() as f:
         ids = [line.split(",", 1)[0] for line in f.read().splitlines()[1:]]
