@@ -206,14 +206,53 @@ def test_tree_scheme_drops_and_counts_negative_or_fractional_counts() -> None:
     assert len(lab.table) == len(table) - 2
 
 
-def test_tree_scheme_needs_a_tree(tmp_path) -> None:
+def test_tree_scheme_needs_a_tree_and_gz1_is_a_one_question_tree(tmp_path) -> None:
+    import pandas as pd
+
+    from hf_galaxy.data.catalogs import Catalog, read_catalog
+    from hf_galaxy.data.labels import LabelError, make_labels
+
+    lab = make_labels(read_catalog(FIX / "GalaxyZoo1_DR_table2.csv"), label_scheme="tree")
+    assert lab.tree.questions == ("gz1",) and lab.tree.n_answers == 6
+    # first row: NVOTE 21, P_EL .714, P_CW 0, P_ACW .095, P_EDGE .190, P_DK 0, P_MG 0 -> rint(21 * p)
+    assert lab.answer_counts[0].tolist() == [15, 0, 2, 4, 0, 0]
+    bare = Catalog(table=pd.DataFrame({"id": ["a"]}), release="folder", source="mem.csv", tree=None)
+    with pytest.raises(
+        LabelError, match="mem.csv: label_scheme='tree' needs a catalogue with a decision tree"
+    ):
+        make_labels(bare, label_scheme="tree")
+
+
+def test_incomplete_tree_names_the_question_unless_restricted(tmp_path) -> None:
+    import pandas as pd
+
     from hf_galaxy.data.catalogs import read_catalog
     from hf_galaxy.data.labels import LabelError, make_labels
 
+    src = FIX / "gz_decals_volunteers_5.csv"
+    assert make_labels(read_catalog(src), label_scheme="tree").tree.n_answers == 34
+    path = tmp_path / "no_weak_bar.csv"
+    pd.read_csv(src).drop(columns=["bar_weak", "bar_weak_fraction", "bar_weak_debiased"]).to_csv(
+        path, index=False
+    )
+    cat = read_catalog(path)
     with pytest.raises(
-        LabelError, match="needs a catalogue with a decision tree of several questions.*one question"
+        LabelError,
+        match=r"no_weak_bar.csv: the tree is incomplete: question 'bar' lacks the answer\(s\) weak",
     ):
-        make_labels(read_catalog(FIX / "GalaxyZoo1_DR_table2.csv"), label_scheme="tree")
+        make_labels(cat, label_scheme="tree")
+    complete = make_labels(cat, label_scheme="tree", tree_questions="complete")
+    assert "bar" not in complete.tree.questions and complete.tree.n_answers == 31
+    assert len(complete.table) == 10  # no galaxy is lost with the question
+    picked = make_labels(
+        cat, label_scheme="tree", tree_questions="smooth-or-featured,disk-edge-on,spiral-winding"
+    )
+    # spiral-winding is asked after has-spiral-arms, which is not kept: it goes too
+    assert picked.tree.questions == ("smooth-or-featured", "disk-edge-on")
+    with pytest.raises(LabelError, match="tree_questions names 'bar', which lacks the answer"):
+        make_labels(cat, label_scheme="tree", tree_questions="smooth-or-featured,bar")
+    with pytest.raises(LabelError, match="must keep the first question 'smooth-or-featured'"):
+        make_labels(cat, label_scheme="tree", tree_questions="disk-edge-on")
 
 
 def test_load_galaxy_dataset_tree_scheme_stores_counts_and_the_tree(tmp_path) -> None:
@@ -235,12 +274,12 @@ def test_load_galaxy_dataset_tree_scheme_stores_counts_and_the_tree(tmp_path) ->
     assert total == len(ids) and all(sum(r["counts"][:3]) > 0 for ds in dsd.values() for r in ds)
 
 
-def test_recipes_refuse_whole_tree_datasets_in_one_line(tmp_path) -> None:
+def test_recipes_refuse_counts_without_their_tree_in_one_line(tmp_path) -> None:
     from hf_galaxy import finetune
     from tests.galaxy_tiny import tiny_dataset_dict
 
     dsd = tiny_dataset_dict(n_per_class=1, size=32)
     for split in dsd:
         dsd[split] = dsd[split].add_column("counts", [[1, 2, 3]] * len(dsd[split]))
-    with pytest.raises(ValueError, match="whole-tree training is not wired into the recipes yet"):
+    with pytest.raises(ValueError, match="has a 'counts' column but no decision tree"):
         finetune(dsd, "vit-tiny", tmp_path / "o", max_steps=1, use_cpu=True)

@@ -482,6 +482,7 @@ def load_galaxy_dataset(
     max_image_pixels: int | None = None,
     split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
     min_share_asked: float = 0.5,
+    tree_questions: str | Sequence[str] | None = None,
     task: str = "image-classification",
     box_options: Mapping[str, Any] | None = None,
     **reader_options: Any,
@@ -492,7 +493,8 @@ def load_galaxy_dataset(
         catalog: catalogue file (any supported release; see :mod:`hf_galaxy.data.catalogs`) or image folder.
         image_dir: folder with the cutouts (default: the catalogue's own folder).
         format: release layout, or ``"auto"`` to detect it from the columns.
-        label_scheme: ``plurality``, ``clean``, ``votes`` or ``column`` (see :mod:`hf_galaxy.data.labels`).
+        label_scheme: ``plurality``, ``clean``, ``votes``, ``column`` or ``tree`` (the vote count of every
+            answer of the decision tree, for whole-tree models; see :mod:`hf_galaxy.data.labels`).
         label_column: use a ready label column of the catalogue (e.g. ``"ring"``).
         question: decision-tree question to label by (GZ2, Kaggle, DECaLS), e.g. ``"has-spiral-arms"``.
         threshold: winning-fraction threshold of the ``clean`` scheme.
@@ -509,6 +511,8 @@ def load_galaxy_dataset(
             default Pillow's decompression-bomb limit (about 89 million), 0 for no limit.
         split_fractions: train/validation/test fractions when the catalogue has no split column.
         min_share_asked: with ``question``, the minimum share of volunteers who reached the question.
+        tree_questions: with ``label_scheme="tree"``: ``"complete"`` keeps only the questions the catalogue
+            has every answer of (else such a question is an error), or the questions to keep.
         task: ``"image-classification"`` (default) or ``"detection"``: the transformers detection layout
             (``image_id``, ``image``, ``width``, ``height``, ``objects``) via :func:`hf_galaxy.to_detection`,
             with boxes from catalogue radii where the release has them, else from source extraction.
@@ -558,6 +562,7 @@ def load_galaxy_dataset(
         classes=classes,
         min_share_asked=min_share_asked,
         strict=strict,
+        tree_questions=tree_questions,
     )
     report.dropped.extend({"id": i, "stage": "labels", "reason": r} for i, r in lab.dropped)
     table = lab.table

@@ -18,6 +18,8 @@ Schemes (``label_scheme``):
     the catalogue's own (GZ2, GZ DECaLS/DESI volunteer tables) or, for releases with fractions only (Kaggle),
     rebuilt from the fractions and the tree for :data:`NOMINAL_VOLUNTEERS` volunteers per galaxy (or the
     catalogue's ``nvotes``). The label is the root question's majority answer (for the stratified split).
+    A question of the release's tree with only some of its answer columns is an error naming it, unless
+    ``tree_questions="complete"`` keeps only the complete questions (or a list of questions picks them).
 
 ``question`` picks a decision-tree question (GZ2, Kaggle, DECaLS); galaxies for which fewer than
 ``min_share_asked`` of the volunteers reached that question (the product of the parent answers'
@@ -185,6 +187,7 @@ def make_labels(
     min_share_asked: float = 0.5,
     sum_tolerance: float = 0.05,
     strict: bool = False,
+    tree_questions: str | Sequence[str] | None = None,
 ) -> Labels:
     """Derive class labels and vote vectors from a canonical catalogue.
 
@@ -199,7 +202,7 @@ def make_labels(
     if not 0.0 < threshold <= 1.0:
         raise LabelError(f"threshold={threshold} must be in (0, 1]")
     if label_scheme == "tree":
-        return _tree_labels(catalog, strict)
+        return _tree_labels(catalog, strict, tree_questions)
     table = catalog.table.reset_index(drop=True)
     ids = table["id"].astype(str).to_numpy()
     n = len(table)
@@ -317,20 +320,90 @@ def make_labels(
     )
 
 
-def tree_counts(catalog: Catalog) -> tuple[Any, np.ndarray, str]:
+def partial_questions(catalog: Catalog) -> dict[str, list[str]]:
+    """Questions of the release's full tree that the catalogue has only some answers of: ``{question:
+    [missing answers]}`` (the readers keep only complete questions in ``Catalog.tree``)."""
+    from hf_galaxy.data.catalogs.trees import TREES
+
+    tree = catalog.tree
+    full = TREES.get(tree.name) if tree is not None else None
+    if full is None:
+        return {}
+    columns = set(catalog.table.columns)
+    flagged = set(catalog.meta.get("partial_questions") or ())  # readers that keep native columns say so
+    out = {}
+    for q in full.questions:
+        present = [
+            any(f"{q.name}_{a}{suffix}" in columns for suffix in ("", "_fraction", "_count"))
+            for a in q.answers
+        ]
+        if (any(present) and not all(present)) or q.name in flagged:
+            out[q.name] = [a for a, ok in zip(q.answers, present) if not ok] or list(q.answers)
+    return out
+
+
+def _tree_subset(catalog: Catalog, tree_questions: str | Sequence[str] | None) -> DecisionTree:
+    """The questions a whole-tree dataset keeps (see :func:`tree_counts`)."""
+    tree = catalog.tree
+    assert tree is not None
+    partial = partial_questions(catalog)
+    if tree_questions in (None, "", "all"):
+        if partial:
+            q, missing = next(iter(partial.items()))
+            more = f" (and {len(partial) - 1} more question(s))" if len(partial) > 1 else ""
+            raise LabelError(
+                f"{catalog.source}: the tree is incomplete: question {q!r} lacks the answer(s) "
+                f"{', '.join(missing)}{more}; pass tree_questions='complete' (--tree_questions complete) to "
+                "keep only the complete questions"
+            )
+        return tree
+    if tree_questions == "complete":
+        keep = [q.name for q in tree.questions]
+    else:
+        names = tree_questions.split(",") if isinstance(tree_questions, str) else list(tree_questions)
+        keep = []
+        for name in (n.strip() for n in names if n.strip()):
+            if name in partial:
+                raise LabelError(
+                    f"{catalog.source}: tree_questions names {name!r}, which lacks the answer(s) "
+                    f"{', '.join(partial[name])} in this catalogue"
+                )
+            keep.append(tree.question(name).name)
+    kept: list[Question] = []
+    for q in tree.questions:  # tree order; a question whose parent question is not kept goes too
+        if q.name in keep and (q.parent is None or q.parent[0] in {k.name for k in kept}):
+            kept.append(q)
+    if not kept or kept[0].name != tree.root.name:
+        raise LabelError(
+            f"{catalog.source}: tree_questions={tree_questions!r} must keep the first question "
+            f"{tree.root.name!r}"
+        )
+    dropped = [q.name for q in tree.questions if q not in kept]
+    if dropped:
+        logger.info("%s: tree_questions leaves out %s", catalog.source, ", ".join(dropped))
+    return DecisionTree(tree.name, tuple(kept), dict(tree.aliases))
+
+
+def tree_counts(
+    catalog: Catalog, tree_questions: str | Sequence[str] | None = None
+) -> tuple[Any, np.ndarray, str]:
     """``(layout, counts, how)``: the vote count of every answer of ``catalog``'s tree, ``(n, A)`` floats (NaN
     where the catalogue has none), from its ``<question>_<answer>_count`` columns when every answer has one,
-    else rebuilt from the within-question fractions (``how`` says which)."""
+    else rebuilt from the within-question fractions (``how`` says which).
+
+    ``tree_questions``: None or ``"all"`` (an error names a question with only some of its answers),
+    ``"complete"`` (only the complete questions), or the questions to keep (names or a comma-separated
+    string; a question whose parent question is left out goes too).
+    """
     from hf_galaxy.data.tree import TreeLayout
 
     tree = catalog.tree if catalog.tree is not None and catalog.tree.questions else None
-    if tree is None or len(tree.questions) < 2:
+    if tree is None:
         raise LabelError(
-            f"{catalog.source}: label_scheme='tree' needs a catalogue with a decision tree of several questions "
-            f"(GZ2, Kaggle, GZ DECaLS/DESI); the {catalog.release} catalogue has "
-            + ("one question" if tree is not None else "none")
+            f"{catalog.source}: label_scheme='tree' needs a catalogue with a decision tree (GZ1, GZ2, Kaggle, "
+            f"GZ DECaLS/DESI); the {catalog.release} catalogue has none"
         )
-    layout = TreeLayout.from_tree(tree)
+    layout = TreeLayout.from_tree(_tree_subset(catalog, tree_questions))
     table = catalog.table
     count_cols = [f"{name}_count" for name in layout.answer_names]
     if all(c in table.columns for c in count_cols):
@@ -352,9 +425,9 @@ def tree_counts(catalog: Catalog) -> tuple[Any, np.ndarray, str]:
     return layout, counts, how
 
 
-def _tree_labels(catalog: Catalog, strict: bool) -> Labels:
+def _tree_labels(catalog: Catalog, strict: bool, tree_questions: str | Sequence[str] | None) -> Labels:
     """The ``tree`` scheme (see the module docstring)."""
-    layout, counts, how = tree_counts(catalog)
+    layout, counts, how = tree_counts(catalog, tree_questions)
     table = catalog.table.reset_index(drop=True)
     ids = table["id"].astype(str).to_numpy()
     keep = np.ones(len(table), dtype=bool)
