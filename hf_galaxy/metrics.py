@@ -227,24 +227,29 @@ def tree_metrics(
     For each question (over the galaxies where somebody answered it): ``<question>_rmse`` and ``<question>_mae``
     of the fractions over its answers, and ``<question>_accuracy`` of the predicted majority answer on the
     galaxies whose volunteers agreed by at least ``confident`` (``<question>_confident`` of them; NaN when
-    none). ``tree_rmse`` and ``tree_mae`` average over every answered (galaxy, answer) pair.
+    none). ``<question>_calibration`` is :func:`fraction_calibration_error` over its answers. ``tree_rmse``,
+    ``tree_mae`` and ``tree_calibration`` pool every answered (galaxy, answer) pair.
     ``layout`` is a :class:`~hf_galaxy.data.tree.TreeLayout`.
     """
     pred = np.asarray(pred_fractions, dtype=np.float64)
     true = layout.fractions(counts)
     out: dict[str, float] = {}
     errors: list[np.ndarray] = []
+    pairs: list[tuple[np.ndarray, np.ndarray]] = []
     for q, s in zip(layout.questions, layout.slices()):
         answered = ~np.isnan(true[:, s]).any(axis=1)
         out[f"{q}_answered"] = int(answered.sum())
         if not answered.any():
             out[f"{q}_rmse"] = out[f"{q}_mae"] = out[f"{q}_accuracy"] = float("nan")
+            out[f"{q}_calibration"] = float("nan")
             out[f"{q}_confident"] = 0
             continue
         diff = pred[answered, s] - true[answered, s]
         errors.append(diff.ravel())
+        pairs.append((pred[answered, s].ravel(), true[answered, s].ravel()))
         out[f"{q}_rmse"] = float(np.sqrt(np.mean(diff**2)))
         out[f"{q}_mae"] = float(np.mean(np.abs(diff)))
+        out[f"{q}_calibration"] = fraction_calibration_error(*pairs[-1])
         sure = answered & (np.nan_to_num(true[:, s], nan=0.0).max(axis=1) >= confident)
         out[f"{q}_confident"] = int(sure.sum())
         out[f"{q}_accuracy"] = (
@@ -255,7 +260,30 @@ def tree_metrics(
     flat = np.concatenate(errors) if errors else np.array([np.nan])
     out["tree_rmse"] = float(np.sqrt(np.mean(flat**2)))
     out["tree_mae"] = float(np.mean(np.abs(flat)))
+    out["tree_calibration"] = (
+        fraction_calibration_error(
+            np.concatenate([p for p, _ in pairs]), np.concatenate([t for _, t in pairs])
+        )
+        if pairs
+        else float("nan")
+    )
     return out
+
+
+def fraction_calibration_error(pred: np.ndarray, true: np.ndarray, n_bins: int = 15) -> float:
+    """Calibration of predicted vote fractions, the regression analogue of the expected calibration error:
+    the predictions are put in ``n_bins`` equal-width bins of [0, 1], and the gaps between each bin's mean
+    predicted and mean volunteer fraction are averaged, weighted by the bin's share of the pairs."""
+    pred = np.asarray(pred, dtype=np.float64).ravel()
+    true = np.asarray(true, dtype=np.float64).ravel()
+    if not len(pred):
+        return float("nan")
+    idx = np.clip((pred * n_bins).astype(int), 0, n_bins - 1)
+    total = 0.0
+    for b in np.unique(idx):
+        mask = idx == b
+        total += mask.mean() * abs(pred[mask].mean() - true[mask].mean())
+    return float(total)
 
 
 #: the question the Kaggle targets leave unscaled by its parent ("anything odd?" sums to 1; formats doc 3.3)

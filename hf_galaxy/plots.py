@@ -250,3 +250,42 @@ def plot_neighbours(
         spine.set_edgecolor("tab:blue")
         spine.set_linewidth(3)
     return _save(fig, path)
+
+
+def plot_tree_fractions(
+    pred_fractions: np.ndarray,
+    counts: np.ndarray,
+    layout: Any,
+    path: str | Path,
+    title: str = "Predicted vs volunteer vote fractions",
+) -> Path:
+    """One panel per question of a whole-tree model: predicted against volunteer vote fraction of each answer
+    (a colour per answer), over the galaxies where somebody answered the question, with its vote RMSE."""
+    pred = np.asarray(pred_fractions, dtype=np.float64)
+    true = layout.fractions(counts)
+    n = len(layout.questions)
+    ncols = min(4, n)
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(3.2 * ncols, 3.4 * nrows), layout="constrained")
+    axes = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
+    for ax in axes[n:]:
+        ax.set_axis_off()
+    for ax, q, answers, s in zip(axes, layout.questions, layout.answers, layout.slices()):
+        answered = ~np.isnan(true[:, s]).any(axis=1)
+        ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--")
+        for j, a in enumerate(answers):
+            ax.scatter(true[answered, s.start + j], pred[answered, s.start + j], s=6, alpha=0.6, label=a)
+        rmse = (
+            float(np.sqrt(np.mean((pred[answered, s] - true[answered, s]) ** 2)))
+            if answered.any()
+            else np.nan
+        )
+        ax.set_title(f"{q}\nn={int(answered.sum())}, RMSE {rmse:.3f}", fontsize=8)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("volunteer fraction", fontsize=7)
+        ax.set_ylabel("predicted fraction", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=5, loc="upper left", markerscale=1.5)
+    fig.suptitle(title)
+    return _save(fig, path)

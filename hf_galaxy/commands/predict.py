@@ -3,8 +3,9 @@
     hf-galaxy predict --model outputs/vit-lora-galaxy-zoo cutouts/ --output preds.csv
     hf-galaxy predict --model user/vit-galaxy-zoo GalaxyZoo1_DR_table2.csv --image_dir cutouts/ --tta
 
-CSV columns: ``id``, ``predicted_class``, ``confidence``, then ``prob_<class>`` for every class.
-Unreadable images are counted, reported and left out of the CSV.
+CSV columns: ``id``, ``predicted_class``, ``confidence``, then ``prob_<class>`` for every class. For a
+whole-tree model: ``id``, then ``<question>_<answer>_fraction`` for every answer of its tree (the expected
+vote fractions; each question's sum to 1). Unreadable images are counted, reported and left out of the CSV.
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from hf_galaxy.inference import list_inputs, predict_files
+    from hf_galaxy.data.tree import tree_layout_of
+    from hf_galaxy.inference import fractions_frame, list_inputs, predict_files
     from hf_galaxy.models import load_for_inference, model_label_names
     from hf_galaxy.training import parse_rotations
 
     model, processor = load_for_inference(args.model)
+    layout = tree_layout_of(model.config)
     names = model_label_names(model, args.model)
     rows = list_inputs(args.input, args.image_dir)
     ids, probs, skipped = predict_files(
@@ -48,12 +51,15 @@ def run(args: argparse.Namespace) -> int:
         tta_rotations=parse_rotations(args.tta_rotations) if args.tta else None,
         device=args.device,
     )
-    frame = pd.DataFrame(
-        {"id": ids, "predicted_class": [names[i] for i in probs.argmax(axis=1)] if len(ids) else []}
-    )
-    frame["confidence"] = probs.max(axis=1) if len(ids) else []
-    for k, name in enumerate(names):
-        frame[f"prob_{name}"] = probs[:, k] if len(ids) else []
+    if layout is not None:
+        frame = fractions_frame(probs, layout, ids)
+    else:
+        frame = pd.DataFrame(
+            {"id": ids, "predicted_class": [names[i] for i in probs.argmax(axis=1)] if len(ids) else []}
+        )
+        frame["confidence"] = probs.max(axis=1) if len(ids) else []
+        for k, name in enumerate(names):
+            frame[f"prob_{name}"] = probs[:, k] if len(ids) else []
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(output, index=False, float_format="%.6g")

@@ -414,6 +414,40 @@ class GalaxyTransform:
         return out
 
 
+class TreeTransform(GalaxyTransform):
+    """:class:`GalaxyTransform` for whole-tree datasets: images -> ``pixel_values``, ``counts`` (the vote count
+    of every answer, laid out by ``answer_names``) -> float ``counts``. A training flip swaps the counts of
+    mirror-image answers (clockwise <-> anticlockwise) as it swaps chiral classes."""
+
+    def __init__(
+        self,
+        image_processor: Any,
+        answer_names: Sequence[str],
+        *,
+        train: bool = False,
+        augment: AugmentConfig | None = None,
+        image_column: str = "image",
+    ) -> None:
+        super().__init__(
+            image_processor, answer_names, train=train, augment=augment, image_column=image_column
+        )
+
+    def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        images = batch[self.image_column]
+        counts = batch.get("counts", [None] * len(images))
+        out: dict[str, list[Any]] = {"pixel_values": [], "counts": []}
+        for img, cnt in zip(images, counts):
+            if self.augment is not None:
+                img, _, cnt = self.augment(img, None, cnt)
+            out["pixel_values"].append(self.spec(img))
+            out["counts"].append(None if cnt is None else torch.as_tensor(np.asarray(cnt, dtype=np.float32)))
+        if all(c is None for c in out["counts"]):
+            del out["counts"]
+        if "id" in batch:
+            out["id"] = list(batch["id"])
+        return out
+
+
 def parse_rotations(spec: str | Sequence[int]) -> list[int]:
     """Parse TTA angles (``"0,90,180,270"`` or a list); each must be a multiple of 90 degrees."""
     angles = [int(a) for a in (spec.split(",") if isinstance(spec, str) else spec) if str(a).strip() != ""]

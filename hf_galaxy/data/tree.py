@@ -16,8 +16,10 @@ import numpy as np
 
 from hf_galaxy.data.catalogs.base import DecisionTree
 
-#: the ``config.json`` attribute that holds a whole-tree model's layout
+#: the ``config.json`` attribute that holds a whole-tree model's layout (and its ``loss``)
 TREE_CONFIG_KEY = "galaxy_zoo_tree"
+#: what a whole-tree model's outputs are: Dirichlet concentration logits, or per-question softmax logits
+TREE_LOSSES = ("dirichlet", "soft_ce")
 
 
 @dataclass(frozen=True)
@@ -171,3 +173,28 @@ def tree_layout_of(config: Any) -> TreeLayout | None:
     """The layout stored in a model config (``config.galaxy_zoo_tree``), or None for a one-question model."""
     data = getattr(config, TREE_CONFIG_KEY, None)
     return TreeLayout.from_dict(data) if isinstance(data, Mapping) else None
+
+
+def tree_loss_of(config: Any) -> str:
+    """How a whole-tree model's outputs turn into fractions: the ``loss`` it was trained with (see
+    :data:`TREE_LOSSES`; ``dirichlet`` when the config does not say)."""
+    data = getattr(config, TREE_CONFIG_KEY, None) or {}
+    loss = str(data.get("loss", "dirichlet"))
+    if loss not in TREE_LOSSES:
+        raise ValueError(f"config.{TREE_CONFIG_KEY}['loss'] is {loss!r}; expected one of {TREE_LOSSES}")
+    return loss
+
+
+def set_tree_config(config: Any, layout: TreeLayout, loss: str) -> None:
+    """Record ``layout`` and ``loss`` in a model config, with ``id2label`` naming every answer, so that
+    ``from_pretrained`` restores a whole-tree model without ``trust_remote_code``."""
+    if loss not in TREE_LOSSES:
+        raise ValueError(f"tree loss must be one of {TREE_LOSSES}, got {loss!r}")
+    names = layout.answer_names
+    if int(getattr(config, "num_labels", len(names))) != len(names):
+        raise ValueError(
+            f"the model has {config.num_labels} outputs; the tree {layout.name!r} has {len(names)}"
+        )
+    setattr(config, TREE_CONFIG_KEY, {**layout.to_dict(), "loss": loss})
+    config.id2label = dict(enumerate(names))
+    config.label2id = {n: i for i, n in enumerate(names)}

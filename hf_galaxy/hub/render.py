@@ -35,6 +35,7 @@ PLOTS: dict[str, str] = {
     "training_curves.png": "Training and validation curves",
     "sample_grid.png": "Sample galaxies with their labels",
     "reconstructions.png": "Held-out galaxies, the masked input and the autoencoder's reconstruction",
+    "tree_fractions.png": "Predicted against volunteer vote fractions, one panel per question",
 }
 PLACEHOLDER_REPO = "<namespace>/<model-name>"
 
@@ -46,6 +47,9 @@ _METRICS: dict[str, tuple[str, str, dict | None]] = {
     "top2_accuracy": ("top_2_accuracy", "Top-2 accuracy", None),
     "ece": ("ece", "Expected calibration error (15 bins)", None),
     "vote_rmse": ("rmse", "Vote-fraction RMSE", None),
+    "tree_rmse": ("rmse", "Vote-fraction RMSE (every question)", None),
+    "tree_mae": ("mae", "Vote-fraction MAE (every question)", None),
+    "tree_calibration": ("calibration_error", "Vote-fraction calibration error (15 bins)", None),
     "map": ("map", "mAP@[.50:.95]", None),
     "map_50": ("map_50", "mAP@.50", None),
     "map_75": ("map_75", "mAP@.75", None),
@@ -56,6 +60,7 @@ _HEADERS = {
     "ece": "ECE",
     "macro_f1": "Macro F1",
     "vote_rmse": "Vote RMSE",
+    "vote_mae": "Vote MAE",
     "top2_accuracy": "Top-2 accuracy",
     "map": "mAP",
     "map_50": "mAP@.50",
@@ -193,6 +198,31 @@ def _label_rows(card: GalaxyCardData, metrics: dict[str, float]) -> list[dict[st
         if f"recall_{name}" in metrics:
             row["recall"] = metrics[f"recall_{name}"]
         rows.append(row)
+    return rows
+
+
+def _tree_rows(tree: dict[str, Any] | None, metrics: dict[str, float]) -> list[dict[str, Any]]:
+    """One row per question of a whole-tree model: its answers, when it is asked, and its final metrics."""
+    if not tree:
+        return []
+    rows = []
+    for q in tree.get("questions", []):
+        name = q["name"]
+        parent = q.get("parent")
+        confident = metrics.get(f"{name}_confident")
+        rows.append(
+            {
+                "question": f"`{name}`",
+                "answers": ", ".join(q["answers"]),
+                "asked_after": f"{parent[0]}: {parent[1].replace('!', 'not ')}" if parent else "always",
+                "galaxies_answered": metrics.get(f"{name}_answered"),
+                "vote_rmse": metrics.get(f"{name}_rmse"),
+                "vote_mae": metrics.get(f"{name}_mae"),
+                "calibration": metrics.get(f"{name}_calibration"),
+                "confident_accuracy": metrics.get(f"{name}_accuracy"),
+                "confident_galaxies": confident,
+            }
+        )
     return rows
 
 
@@ -347,10 +377,19 @@ def render_model_card(
         release, task=card.task, lora=bool(card.lora), pretraining=(pretraining or {}).get("method")
     )
     headline = [(name, metrics[key]) for key, (_, name, _) in _METRICS.items() if key in metrics]
+    tree = card.extra.get("tree") if isinstance(card.extra.get("tree"), dict) else None
+    tree_keys = {
+        f"{q['name']}_{m}"
+        for q in (tree or {}).get("questions", [])
+        for m in ("answered", "rmse", "mae", "calibration", "accuracy", "confident")
+    }
     other = {
         k: v
         for k, v in metrics.items()
-        if k not in _METRICS and not k.startswith(("precision_", "recall_")) and k != "loss"
+        if k not in _METRICS
+        and k not in tree_keys
+        and not k.startswith(("precision_", "recall_"))
+        and k != "loss"
     }
     catalog = dataset.get("catalog")
     lora = dict(card.lora) if card.lora else None
@@ -378,10 +417,17 @@ def render_model_card(
         "split_table": markdown_table(
             [{"split": s, "galaxies": n} for s, n in (dataset.get("split_sizes") or {}).items()]
         ),
-        "balance_table": _balance_table(card.label_names, dataset.get("class_balance") or {}),
+        "balance_table": _balance_table(
+            # a whole-tree dataset's classes are its first question's answers (the split's strata)
+            list(dataset.get("class_names") or []) if tree else card.label_names,
+            dataset.get("class_balance") or {},
+        ),
         "label_names": card.label_names,
         "label_table": markdown_table(_label_rows(card, metrics)),
         "has_chirality": any("clockwise" in n for n in card.label_names),
+        "tree": tree,
+        "tree_table": markdown_table(_tree_rows(tree, metrics)),
+        "example_column": f"{card.label_names[0]}_fraction" if card.label_names else "",
         "hyperparameter_table": markdown_table(
             [
                 {"hyperparameter": f"`{k}`", "value": v}
@@ -422,7 +468,7 @@ def render_model_card(
         ),
     }
     template = {
-        ("image-classification", False): "classification.jinja",
+        ("image-classification", False): "tree.jinja" if tree else "classification.jinja",
         ("object-detection", False): "detection.jinja",
         ("image-feature-extraction", False): "feature_extraction.jinja",
     }.get((card.task, adapter), "lora_adapter.jinja")

@@ -10,11 +10,13 @@ from hf_galaxy.inference.predict import (
     autocast,
     evaluate_model,
     list_inputs,
+    output_probs,
     predict_files,
     predict_probs,
     resolve_device,
     rotation_averaged_probs,
 )
+from hf_galaxy.inference.tree import fractions_frame, predict_vote_fractions
 
 __all__ = [
     "BatchPreprocessor",
@@ -23,11 +25,14 @@ __all__ = [
     "TTAClassifier",
     "autocast",
     "evaluate_model",
+    "fractions_frame",
     "list_inputs",
+    "output_probs",
     "post_process",
     "predict_detections",
     "predict_files",
     "predict_probs",
+    "predict_vote_fractions",
     "resolve_device",
     "rotation_averaged_probs",
 ]

@@ -50,10 +50,25 @@ def _logits(out: Any) -> torch.Tensor:
     return out["logits"] if isinstance(out, dict) else out[0]
 
 
+def output_probs(model: nn.Module, logits: torch.Tensor) -> torch.Tensor:
+    """A model's probabilities from its logits: the softmax over the classes, or, for a whole-tree model
+    (``config.galaxy_zoo_tree``), the expected vote fractions of each question's answers."""
+    from hf_galaxy.data.tree import tree_layout_of, tree_loss_of
+
+    config = getattr(model, "config", None)
+    layout = tree_layout_of(config)
+    if layout is None:
+        return logits.float().softmax(dim=-1)
+    from hf_galaxy.training.tree_loss import expected_fractions
+
+    return expected_fractions(logits.float(), layout.slices(), tree_loss_of(config))
+
+
 def rotation_averaged_probs(
     models: Sequence[nn.Module], pixel_values: torch.Tensor, rotations: Sequence[int] = (0,)
 ) -> list[torch.Tensor]:
-    """Each model's softmax probabilities averaged over the rotated copies of ``pixel_values``.
+    """Each model's probabilities (:func:`output_probs`: class probabilities, or a whole-tree model's vote
+    fractions per question) averaged over the rotated copies of ``pixel_values``.
 
     Each rotation (a multiple of 90 degrees) is computed once and fed to every model.
     """
@@ -61,7 +76,7 @@ def rotation_averaged_probs(
     for angle in rotations:
         x = rotate_pixel_values(pixel_values, angle) if angle % 360 else pixel_values
         for i, model in enumerate(models):
-            p = _logits(model(pixel_values=x)).float().softmax(dim=-1)
+            p = output_probs(model, _logits(model(pixel_values=x)))
             sums[i] = p if sums[i] is None else sums[i] + p
     return [s / len(rotations) for s in sums]
 

@@ -421,9 +421,16 @@ def checkpoint_processor(folder: str | Path) -> Any:
 
 
 def _adapter_label_kwargs(adapter_dir: Path) -> dict[str, Any]:
+    """The config overrides an adapter folder records: its labels and, for a whole-tree model, its tree."""
+    from hf_galaxy.data.tree import TREE_CONFIG_KEY
+
     labels_file = adapter_dir / "label_names.json"
     if not labels_file.is_file():
         return {}
     names = read_json(labels_file, mapping=False)
     id2label, label2id = label_maps(names)
-    return {"num_labels": len(names), "id2label": id2label, "label2id": label2id}
+    out: dict[str, Any] = {"num_labels": len(names), "id2label": id2label, "label2id": label2id}
+    tree_file = adapter_dir / f"{TREE_CONFIG_KEY}.json"
+    if tree_file.is_file():
+        out[TREE_CONFIG_KEY] = read_json(tree_file)
+    return out

@@ -158,8 +158,14 @@ def save_lora_model(
     # peft writes a placeholder model card; the project's card is rendered from hf_galaxy_card.json instead
     (adapter_dir / "README.md").unlink(missing_ok=True)
     image_processor.save_pretrained(adapter_dir)
-    labels = checkpoint_labels(peft_model.get_base_model().config) or []
+    base_config = peft_model.get_base_model().config
+    labels = checkpoint_labels(base_config) or []
     (adapter_dir / "label_names.json").write_text(json.dumps(labels))
+    from hf_galaxy.data.tree import TREE_CONFIG_KEY
+
+    tree = getattr(base_config, TREE_CONFIG_KEY, None)
+    if tree is not None:  # a whole-tree model: the base model gets its tree back when the adapter is loaded
+        (adapter_dir / f"{TREE_CONFIG_KEY}.json").write_text(json.dumps(tree))
     out["adapter"] = adapter_dir
     if merge:
         merged = copy.deepcopy(peft_model).merge_and_unload()

@@ -84,6 +84,14 @@ class ScriptArguments(BaseScriptArguments):
         default=True, metadata={"help": "LoRA: save the merged plain model at the top of output_dir."}
     )
     num_grid_images: int = field(default=16, metadata={"help": "Images in sample_grid.png (0: no grid)."})
+    tree_loss: str = field(
+        default="dirichlet",
+        metadata={
+            "help": "With --label_scheme tree: 'dirichlet' (Dirichlet-multinomial likelihood of the vote counts, "
+            "as Zoobot) or 'soft_ce' (per-question soft cross-entropy on the vote fractions).",
+            "choices": ["dirichlet", "soft_ce"],
+        },
+    )
 
     def __post_init__(self) -> None:
         from hf_galaxy.data.transforms import parse_rotations
@@ -91,6 +99,8 @@ class ScriptArguments(BaseScriptArguments):
         super().__post_init__()
         if self.soft_loss not in ("ce", "kl"):
             raise ValueError(f"--soft_loss must be 'ce' or 'kl', got {self.soft_loss!r}")
+        if self.tree_loss not in ("dirichlet", "soft_ce"):
+            raise ValueError(f"--tree_loss must be 'dirichlet' or 'soft_ce', got {self.tree_loss!r}")
         parse_rotations(self.tta_rotations)
 
 
@@ -140,13 +150,21 @@ class DatasetArguments:
     label_scheme: str = field(
         default="plurality",
         metadata={
-            "help": "plurality, clean, votes, column, or tree (every answer's vote count; loading only)."
+            "help": "plurality, clean, votes, column, or tree (every answer's vote count: a whole-tree model "
+            "that predicts the vote fractions of every question)."
         },
     )
     question: str | None = field(
         default=None, metadata={"help": "Decision-tree question to label by (GZ2, ...)."}
     )
     threshold: float = field(default=0.8, metadata={"help": "Winning vote fraction of the 'clean' scheme."})
+    tree_questions: str | None = field(
+        default=None,
+        metadata={
+            "help": "With --label_scheme tree: 'complete' keeps only the questions the catalogue has every "
+            "answer of (else such a question is an error), or comma-separated questions to keep."
+        },
+    )
     label_column: str | None = field(default=None, metadata={"help": "Ready label column of the catalogue."})
     classes: str | None = field(
         default=None,
@@ -164,6 +182,14 @@ class DatasetArguments:
         },
     )
     synthetic_image_size: int = field(default=424, metadata={"help": "Size of 'synthetic:N' galaxy images."})
+    synthetic_tree: str = field(
+        default="decals",
+        metadata={
+            "help": "With --label_scheme tree, 'synthetic:N' galaxies get the vote counts of this release's "
+            "tree: decals (GZD-5) or gz2.",
+            "choices": ["decals", "gz2"],
+        },
+    )
     num_proc: int | None = field(default=None, metadata={"help": "Processes preparing images."})
     max_image_pixels: int | None = field(
         default=None,
@@ -182,6 +208,7 @@ class DatasetArguments:
             label_column=self.label_column,
             question=self.question,
             threshold=self.threshold,
+            tree_questions=self.tree_questions,
             seed=self.split_seed,
             num_proc=self.num_proc,
             max_image_pixels=self.max_image_pixels,

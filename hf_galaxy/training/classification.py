@@ -238,14 +238,43 @@ def build_trainer(
     image_processor: Any = None,
     class_names: Sequence[str],
     model_init: Callable[..., nn.Module] | None = None,
+    tree: Any = None,
+    tree_loss: str = "dirichlet",
     **kwargs: Any,
 ) -> ClassificationTrainer:
     """A :class:`ClassificationTrainer` with the galaxy collator and metrics (``remove_unused_columns=False``);
-    ``kwargs`` go to the trainer (``soft_labels``, ``card``, ``callbacks``, ``tta_rotations``...)."""
+    ``kwargs`` go to the trainer (``soft_labels``, ``card``, ``callbacks``, ``tta_rotations``...). With a
+    ``tree`` (:class:`~hf_galaxy.data.tree.TreeLayout`) it is a :class:`~hf_galaxy.training.tree.TreeTrainer`
+    trained with ``tree_loss`` on the answer counts."""
     training_args.remove_unused_columns = False
-    training_args.label_names = list(LABEL_NAMES)
     if training_args.use_cpu or not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False  # pinning needs an accelerator
+    if tree is not None:
+        from hf_galaxy.training.tree import (
+            TREE_LABEL_NAMES,
+            TreeTrainer,
+            collate_tree,
+            make_tree_compute_metrics,
+        )
+
+        training_args.label_names = list(TREE_LABEL_NAMES)
+        kwargs.pop("soft_labels", None)
+        kwargs.pop("soft_loss", None)
+        return TreeTrainer(
+            model=model,
+            args=training_args,
+            data_collator=collate_tree,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=image_processor,
+            compute_metrics=make_tree_compute_metrics(tree, tree_loss),
+            model_init=model_init,
+            class_names=class_names,
+            tree=tree,
+            tree_loss=tree_loss,
+            **kwargs,
+        )
+    training_args.label_names = list(LABEL_NAMES)
     if not kwargs.get("soft_labels"):  # the chance loss of soft targets is their entropy, not ln(C)
         kwargs["callbacks"] = [ChanceLossWarning(len(class_names)), *kwargs.get("callbacks", ())]
     return ClassificationTrainer(
@@ -302,15 +331,22 @@ class PreparedRun:
     model_args: ModelArguments
     gradient_checkpointing: bool = False
     image_size: int | None = None
+    tree: Any = None  # a TreeLayout: a whole-tree model, one output per answer (class_names)
+    tree_loss: str = "dirichlet"
     _first_model: nn.Module | None = None
 
     def build_model(self, lora_r: int | None = None) -> nn.Module:
-        """The classifier (LoRA-wrapped when ``use_lora``); the first call reuses the model loaded up front."""
+        """The classifier (LoRA-wrapped when ``use_lora``); the first call reuses the model loaded up front.
+        A whole-tree model has the tree and its loss in its config."""
         margs = self.model_args
         if self._first_model is not None:
             model, self._first_model = self._first_model, None
         else:
             model = _load_classifier(margs, self.class_names, self.image_size)[0]
+        if self.tree is not None:
+            from hf_galaxy.data.tree import set_tree_config
+
+            set_tree_config(model.config, self.tree, self.tree_loss)
         if margs.use_lora:
             extra = [s.strip() for s in (margs.lora_modules_to_save or "").split(",") if s.strip()]
             model = apply_lora(
@@ -339,19 +375,41 @@ def prepare_run(
     dataset_dict, train_raw, val_raw, final_raw, final_name = run_data(
         script_args, training_args, data_args, dataset_dict
     )
-    if data_args.label_scheme == "tree" or "counts" in dataset_dict["train"].column_names:
+    tree = dataset_tree(dataset_dict)
+    if data_args.label_scheme == "tree" and tree is None:
         raise ValueError(
-            "--label_scheme tree: whole-tree datasets (the vote count of every answer) load and save, but "
-            "whole-tree training is not wired into the recipes yet; train one question with --question NAME"
+            "--label_scheme tree: the dataset has no 'counts' column and decision tree; load it with "
+            "label_scheme='tree' (a saved DatasetDict keeps both)"
         )
-    class_names = class_names_of(dataset_dict)
-    soft = bool(script_args.soft_labels or data_args.label_scheme == "votes")
+    if tree is not None:
+        class_names = tree.answer_names  # one output per answer
+        soft = False
+        if script_args.soft_labels:
+            raise ValueError(
+                "--soft_labels does not apply to a whole-tree dataset: choose its loss with --tree_loss "
+                "dirichlet|soft_ce"
+            )
+    else:
+        class_names = class_names_of(dataset_dict)
+        soft = bool(script_args.soft_labels or data_args.label_scheme == "votes")
     if soft and "votes" not in dataset_dict["train"].column_names:
         raise ValueError("soft-label training needs a 'votes' column in the dataset")
     if val_raw is None and training_args.eval_strategy != "no":
         raise ValueError(f"eval_strategy={training_args.eval_strategy} needs a 'validation' split")
     image_size = data_args.image_size or prepared_image_size(train_raw)
     model, processor = _load_classifier(model_args, class_names, image_size)
+    if tree is not None:
+        from hf_galaxy.data.transforms import TreeTransform
+
+        train_transform: GalaxyTransform = TreeTransform(
+            processor, class_names, train=data_args.augment, augment=data_args.augment_config()
+        )
+        eval_transform: GalaxyTransform = TreeTransform(processor, class_names, train=False)
+    else:
+        train_transform = GalaxyTransform(
+            processor, class_names, train=data_args.augment, augment=data_args.augment_config()
+        )
+        eval_transform = GalaxyTransform(processor, class_names, train=False)
     return PreparedRun(
         dataset_dict=dataset_dict,
         class_names=class_names,
@@ -362,17 +420,41 @@ def prepare_run(
         final_raw=final_raw,
         final_name=final_name,
         base_name=model_args.base_model,
-        train_transform=GalaxyTransform(
-            processor, class_names, train=data_args.augment, augment=data_args.augment_config()
-        ),
-        eval_transform=GalaxyTransform(processor, class_names, train=False),
+        train_transform=train_transform,
+        eval_transform=eval_transform,
         model_args=model_args,
         gradient_checkpointing=bool(
             getattr(training_args, "activation_checkpointing", False) or training_args.gradient_checkpointing
         ),
         image_size=image_size,
+        tree=tree,
+        tree_loss=script_args.tree_loss,
         _first_model=model,
     )
+
+
+def dataset_tree(dsd: Any) -> Any:
+    """The decision tree (:class:`~hf_galaxy.data.tree.TreeLayout`) of a whole-tree dataset (a ``counts``
+    column, and the tree in its facts), else None; an error when it has one without the other."""
+    from hf_galaxy.data.dataset import describe
+    from hf_galaxy.data.tree import TreeLayout
+
+    has_counts = "counts" in (dsd["train"].column_names or [])
+    data = describe(dsd).get("tree")
+    if not has_counts:
+        return None
+    if not isinstance(data, dict):
+        raise ValueError(
+            "the dataset has a 'counts' column but no decision tree in its facts; load it with "
+            "load_galaxy_dataset(..., label_scheme='tree')"
+        )
+    layout = TreeLayout.from_dict(data)
+    width = len(dsd["train"][0]["counts"])
+    if width != layout.n_answers:
+        raise ValueError(
+            f"the dataset's counts have {width} entries; its tree {layout.name!r} has {layout.n_answers}"
+        )
+    return layout
 
 
 def run_training(
@@ -413,6 +495,10 @@ def _train(
         script_args, model_args, facts, run.class_names, run.final_name, model=model,
         lora=getattr(model, "lora_summary", None), soft_labels=run.soft,
     )  # fmt: skip
+    if run.tree is not None:
+        from hf_galaxy.data.tree import TREE_CONFIG_KEY
+
+        card.extra["tree"] = dict(getattr(model.config, TREE_CONFIG_KEY))
     trainer = build_trainer(
         model,
         training_args,
@@ -427,6 +513,8 @@ def _train(
         save_merged=script_args.save_merged,
         card=card,
         callbacks=extra_callbacks,
+        tree=run.tree,
+        tree_loss=run.tree_loss,
     )
     trainer.plot_split = run.final_raw
     metrics = trainer.train_and_record(len(run.train_raw))

@@ -52,8 +52,13 @@ def load_training_data(
             n,
         )
         folder = Path(data_dir or Path(output_dir) / "synthetic_data")
-        zoo = make_galaxy_zoo(folder, n, seed=seed, image_size=data_args.synthetic_image_size)
-        dsd = load_galaxy_dataset(zoo.catalog_path, zoo.image_dir, **kwargs)
+        if kwargs.get("label_scheme") == "tree":  # whole-tree vote counts in a GZ DECaLS or GZ2 layout
+            tree = getattr(data_args, "synthetic_tree", "decals")
+            zoo = make_galaxy_zoo(folder, n, seed=seed, image_size=data_args.synthetic_image_size, tree=tree)
+            dsd = load_galaxy_dataset(zoo.tree_catalog_path, zoo.out_dir, **kwargs)
+        else:
+            zoo = make_galaxy_zoo(folder, n, seed=seed, image_size=data_args.synthetic_image_size)
+            dsd = load_galaxy_dataset(zoo.catalog_path, zoo.image_dir, **kwargs)
         dsd.galaxy_info["synthetic"] = True  # the model card says so
         return dsd
     path = Path(dataset).expanduser()

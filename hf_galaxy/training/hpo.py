@@ -96,6 +96,8 @@ def run_hpo(
         soft_labels=run.soft,
         soft_loss=script_args.soft_loss,
         model_init=model_init,
+        tree=run.tree,
+        tree_loss=run.tree_loss,
     )
     best = trainer.hyperparameter_search(
         hp_space=hp_space,

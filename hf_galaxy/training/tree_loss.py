@@ -63,6 +63,19 @@ def tree_soft_cross_entropy(
     return total
 
 
+def tree_loss(
+    outputs: torch.Tensor, counts: torch.Tensor, slices: Sequence[slice], loss: str
+) -> torch.Tensor:
+    """The batch mean of the per-galaxy ``loss`` (``"dirichlet"`` on :func:`concentrations` of the outputs, or
+    ``"soft_ce"`` on the outputs as per-question logits), in float32."""
+    outputs = outputs.float()
+    if loss == "dirichlet":
+        return dirichlet_multinomial_nll(concentrations(outputs), counts, slices).mean()
+    if loss == "soft_ce":
+        return tree_soft_cross_entropy(outputs, counts, slices).mean()
+    raise ValueError(f"tree loss must be 'dirichlet' or 'soft_ce', got {loss!r}")
+
+
 def expected_fractions(outputs: torch.Tensor, slices: Sequence[slice], loss: str) -> torch.Tensor:
     """Predicted vote fractions per question: the Dirichlet mean ``alpha / sum(alpha)`` (``loss="dirichlet"``)
     or the per-question softmax (``loss="soft_ce"``)."""
