@@ -104,6 +104,7 @@ def test_shipped_configs_parse(tmp_path):
     parsers = {
         "vit": make_parser,
         "scratch": make_parser,
+        "tree": make_parser,
         "hpo": hpo.make_parser,
         "detr": lambda: make_parser(task="detection"),
         "yolos": lambda: make_parser(task="detection"),
@@ -114,7 +115,7 @@ def test_shipped_configs_parse(tmp_path):
     assert {c.name for c in configs} >= {
         "vit_lora.yaml", "vit_full.yaml", "vit_lora_4gb.yaml", "vit_lora_demo.yaml", "hpo.yaml", "hpo_tiny.yaml",
         "detr.yaml", "detr_tiny.yaml", "yolos.yaml", "yolos_tiny.yaml", "ensemble.yaml", "ensemble_tiny.yaml",
-        "scratch_cnn.yaml", "vit_mae.yaml",
+        "scratch_cnn.yaml", "vit_mae.yaml", "tree_demo.yaml", "tree_vit_lora.yaml", "tree_vit_lora_4gb.yaml",
     }  # fmt: skip
     for cfg in configs:
         parser = parsers["mae" if cfg.stem == "vit_mae" else cfg.name.split("_")[0].split(".")[0]]()

@@ -1,4 +1,5 @@
-"""``hf-galaxy evaluate``: metrics of a trained classifier on a labelled dataset split (optionally with TTA).
+"""``hf-galaxy evaluate``: metrics of a trained classifier on a labelled dataset split (optionally with TTA); a
+whole-tree model is scored per question against a ``--label_scheme tree`` dataset.
 
 hf-galaxy evaluate --model outputs/vit-lora-galaxy-zoo --dataset GalaxyZoo1_DR_table2.csv --image_dir cutouts/
 hf-galaxy evaluate --model user/vit-galaxy-zoo --dataset data/saved_dsd --split validation --tta
@@ -74,5 +75,5 @@ def run(args: argparse.Namespace) -> int:
         split_name=ev.split,
     )
     print(json.dumps(metrics, indent=2))
-    print(f"metrics and confusion matrix written to {output_dir}")
+    print(f"metrics and plots written to {output_dir}")
     return 0

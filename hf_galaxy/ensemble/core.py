@@ -23,6 +23,7 @@ from hf_galaxy.ensemble.members import (
     is_inside,
     load_member,
     local_member_dir,
+    member_tree,
     predict_members,
     relative_or_absolute,
     unique_name,
@@ -90,6 +91,32 @@ def evaluation_rows(
     return rows
 
 
+TREE_TABLE_METRICS = ("tree_rmse", "tree_mae", "tree_calibration")
+
+
+def tree_evaluation_rows(
+    preds: EnsemblePredictions, ensemble_fractions: np.ndarray, tree: Any
+) -> list[dict[str, Any]]:
+    """:func:`evaluation_rows` for whole-tree members: vote-fraction RMSE, MAE and calibration over every
+    question, per member, their mean and the ensemble (the dataset must have its ``counts``)."""
+    from hf_galaxy.metrics import tree_metrics
+
+    if preds.counts is None:
+        raise ValueError(
+            "the split has no 'counts' column: load it with label_scheme='tree' to score tree models"
+        )
+    rows: list[dict[str, Any]] = []
+    for name, p in zip(preds.member_names, preds.member_probs):
+        m = tree_metrics(p, preds.counts, tree)
+        rows.append({"model": name, **{k: float(m[k]) for k in TREE_TABLE_METRICS}})
+    rows.append(
+        {"model": "mean of members", **{k: float(np.mean([r[k] for r in rows])) for k in TREE_TABLE_METRICS}}
+    )
+    m = tree_metrics(ensemble_fractions, preds.counts, tree)
+    rows.append({"model": "ensemble (soft)", **{k: float(m[k]) for k in TREE_TABLE_METRICS}})
+    return rows
+
+
 def _table_metrics(metrics: dict[str, float]) -> dict[str, float]:
     return {k: float(metrics[k]) for k in TABLE_METRICS if k in metrics}
 
@@ -99,7 +126,7 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None =
     if not rows:
         return ""
     if columns is None:
-        columns = ["model"] + [k for k in TABLE_METRICS if any(k in r for r in rows)]
+        columns = ["model"] + [k for k in (*TABLE_METRICS, *TREE_TABLE_METRICS) if any(k in r for r in rows)]
     cells = [[str(c) for c in columns]]
     for r in rows:
         cells.append(
@@ -159,25 +186,36 @@ class GalaxyEnsemble:
         self.stacking_fit: maths.StackingFit | None = None
         self._loaded: list[LoadedMember] | None = None
         self._fit_fingerprint: str | None = None
+        #: the members' decision tree when they are whole-tree models (set when they are loaded)
+        self.tree: Any = None
 
     def __repr__(self) -> str:
         return f"GalaxyEnsemble(method={self.method!r}, members={[m.name_or_path for m in self.members]})"
 
     # ---- members
     def load(self) -> list[LoadedMember]:
-        """Load every member (once) and check that they share the label map."""
+        """Load every member (once) and check that they share the label map (and the tree)."""
         if self._loaded is None:
             loaded = [load_member(spec, self.base_dir) for spec in self.members]
-            self.label_names = check_label_names(loaded, self.label_names)
-            self._loaded = loaded
+            self._set_members(loaded)
+        assert self._loaded is not None
         return self._loaded
+
+    def _set_members(self, members: Sequence[LoadedMember]) -> None:
+        self.label_names = check_label_names(members, self.label_names)
+        self.tree = member_tree(members)
+        if self.tree is not None and self.method not in ("soft", "weighted"):
+            raise ValueError(
+                f"method {self.method!r} needs class labels; an ensemble of whole-tree models averages each "
+                "question's vote fractions: use method 'soft' (or 'weighted' with given weights)"
+            )
+        self._loaded = list(members)
 
     @classmethod
     def from_loaded(cls, members: Sequence[LoadedMember], **kwargs: Any) -> GalaxyEnsemble:
         """An ensemble over members that are already loaded (e.g. trained in this process)."""
         ens = cls([m.spec for m in members], **kwargs)
-        ens.label_names = check_label_names(members, ens.label_names)
-        ens._loaded = list(members)
+        ens._set_members(members)
         return ens
 
     # ---- prediction
@@ -211,7 +249,8 @@ class GalaxyEnsemble:
             )
 
     def combine(self, member_probs: np.ndarray) -> np.ndarray:
-        """The ensemble's class probabilities ``(N, C)`` from member probabilities ``(M, N, C)``."""
+        """The ensemble's class probabilities ``(N, C)`` from member probabilities ``(M, N, C)``; for whole-tree
+        members, each question's (weighted) mean vote fractions."""
         p = maths.check_probs(member_probs)
         if p.shape[0] != len(self.members):
             raise ValueError(
@@ -256,6 +295,10 @@ class GalaxyEnsemble:
             if isinstance(validation, EnsemblePredictions)
             else self.predict_members(validation, **predict_kwargs)
         )
+        if self.tree is not None:
+            raise ValueError(
+                "an ensemble of whole-tree models has nothing to fit: it averages each question's fractions"
+            )
         self.check_predictions(preds)
         if preds.labels is None:
             raise ValueError("fitting the ensemble needs a labelled validation split ('label' column)")
@@ -305,6 +348,8 @@ class GalaxyEnsemble:
             if isinstance(dataset, EnsemblePredictions)
             else self.predict_members(dataset, **predict_kwargs)
         )
+        if self.tree is not None:
+            return tree_evaluation_rows(preds, self.combine(preds.member_probs), self.tree)
         self.check_predictions(preds)
         if self._fit_fingerprint is not None and preds.fingerprint() == self._fit_fingerprint:
             raise ValueError(

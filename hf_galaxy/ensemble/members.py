@@ -166,6 +166,23 @@ def check_label_names(members: Sequence[LoadedMember], expected: Sequence[str] |
     return list(ref)
 
 
+def member_tree(members: Sequence[LoadedMember]) -> Any:
+    """The decision tree of whole-tree members (:class:`~hf_galaxy.data.tree.TreeLayout`), None for
+    classifiers; :class:`LabelMismatchError` when some members are tree models and others are not, or their
+    trees differ."""
+    from hf_galaxy.data.tree import tree_layout_of
+
+    trees = [tree_layout_of(getattr(m.model, "config", None)) for m in members]
+    if all(t is None for t in trees):
+        return None
+    if any(t != trees[0] for t in trees):
+        raise LabelMismatchError(
+            "the members do not share one decision tree: "
+            + ", ".join(f"{m.name}: {t.name if t else 'a classifier'}" for m, t in zip(members, trees))
+        )
+    return trees[0]
+
+
 def check_dataset_labels(dataset: Any, label_names: Sequence[str]) -> None:
     """Check that ``dataset`` labels the classes ``label_names`` (the members' id2label) in the same order.
 
@@ -211,6 +228,8 @@ class EnsemblePredictions:
     ids: list[str]
     member_names: list[str]
     class_names: list[str] | None = None
+    #: whole-tree members: the dataset's answer counts ``(n_samples, n_answers)`` when it has them
+    counts: np.ndarray | None = None
 
     def fingerprint(self) -> str:
         """A digest of the member probabilities and labels (identifies the split they were computed on)."""
@@ -260,7 +279,9 @@ def predict_members(
     if not members:
         raise ValueError("predict_members needs at least one member")
     label_names = check_label_names(members)
-    check_dataset_labels(dataset, label_names)
+    tree = member_tree(members)
+    if tree is None:
+        check_dataset_labels(dataset, label_names)
     n_classes = len(label_names)
     out = predict_probs(
         [m.model for m in members],
@@ -277,6 +298,16 @@ def predict_members(
     )
     if out.skipped:
         raise ValueError(f"{len(out.skipped)} images of the dataset could not be read, e.g. {out.skipped[0]}")
+    if tree is not None:  # per-question fractions; the dataset's label is its first question's answer
+        if out.counts is not None and out.counts.shape[1] != tree.n_answers:
+            raise LabelMismatchError(
+                f"the dataset's 'counts' have {out.counts.shape[1]} answers but the members' tree {tree.name!r} has "
+                f"{tree.n_answers}"
+            )
+        return EnsemblePredictions(
+            member_probs=out.probs, labels=None, votes=None, ids=out.ids, member_names=[m.name for m in members],
+            counts=out.counts,
+        )  # fmt: skip
     if out.votes is not None and (out.votes.ndim != 2 or out.votes.shape[1] != n_classes):
         raise LabelMismatchError(
             f"the dataset's 'votes' rows have shape {out.votes.shape[1:]} but the members have {n_classes} classes "

@@ -186,7 +186,7 @@ def run_ensemble(
             members, method=method, weights=weights, tta_rotations=tta, provenance=provenance
         )
         ens.base_dir = output_dir
-        if ens.method in ("weighted", "stacking") or "validation" in dataset_dict:
+        if ens.tree is None and (ens.method in ("weighted", "stacking") or "validation" in dataset_dict):
             if "validation" not in dataset_dict:
                 raise ValueError(
                     f"method {ens.method!r} is fitted on a 'validation' split; the dataset has none"

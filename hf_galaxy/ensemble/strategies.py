@@ -67,6 +67,10 @@ def train_members(
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if n_members < 1:
         raise ValueError(f"n_members must be >= 1, got {n_members}")
+    if strategy == "boosting" and "counts" in dataset_dict["train"].column_names:
+        raise ValueError(
+            "boosting reweights misclassified galaxies: whole-tree members use 'seeds' or 'bagging'"
+        )
     output_dir = Path(output_dir)
     script_args = script_args or ScriptArguments()
     model_args = model_args or ModelArguments()

@@ -163,6 +163,8 @@ class BatchPreprocessor:
             out["labels"] = np.asarray([-100 if r["label"] is None else int(r["label"]) for r in good])
         if good and "votes" in good[0] and all(r["votes"] is not None for r in good):
             out["votes"] = np.asarray([r["votes"] for r in good], dtype=np.float64)
+        if good and "counts" in good[0] and all(r["counts"] is not None for r in good):  # whole-tree datasets
+            out["counts"] = np.asarray([r["counts"] for r in good], dtype=np.float64)
         if good and "id" in good[0]:
             out["ids"] = [str(r["id"]) for r in good]
         if self.keep:
@@ -209,6 +211,7 @@ class RawPredictions:
     probs: np.ndarray
     labels: np.ndarray | None = None
     votes: np.ndarray | None = None
+    counts: np.ndarray | None = None  # a whole-tree dataset's answer counts
     ids: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
@@ -257,7 +260,7 @@ def predict_probs(
         logger.info("the models use %d distinct preprocessing configurations", len(specs))
     if hasattr(data, "select_columns"):
         data = data.select_columns(
-            [c for c in (image_column, "label", "votes", "id") if c in data.column_names]
+            [c for c in (image_column, "label", "votes", "counts", "id") if c in data.column_names]
         )
     device = resolve_device(device)
     for m in models:
@@ -266,6 +269,7 @@ def predict_probs(
     probs: list[list[np.ndarray]] = [[] for _ in models]
     labels: list[np.ndarray] = []
     votes: list[np.ndarray] = []
+    counts: list[np.ndarray] = []
     out = RawPredictions(probs=np.zeros((len(models), 0, n_classes)))
     batches = image_batches(
         data, specs, batch_size=batch_size, num_workers=num_workers, progress=progress, desc=desc,
@@ -285,12 +289,15 @@ def predict_probs(
                 labels.append(batch["labels"])
             if "votes" in batch:
                 votes.append(batch["votes"])
+            if "counts" in batch:
+                counts.append(batch["counts"])
             out.ids.extend(batch.get("ids", []))
     if probs[0]:
         out.probs = np.stack([np.concatenate(p) for p in probs])
     n = out.probs.shape[1]
     out.labels = np.concatenate(labels) if labels else None
     out.votes = np.concatenate(votes) if votes and sum(len(v) for v in votes) == n else None
+    out.counts = np.concatenate(counts) if counts and sum(len(c) for c in counts) == n else None
     return out
 
 
@@ -364,6 +371,61 @@ def predict_files(
     return out.ids, out.probs[0], out.skipped
 
 
+def _evaluate_tree_model(
+    model: nn.Module,
+    processor: Any,
+    dataset_split: Any,
+    *,
+    output_dir: str | os.PathLike,
+    batch_size: int,
+    tta_rotations: Sequence[int] | None,
+    precision: str,
+    split_name: str,
+    where: str,
+) -> dict[str, float]:
+    """:func:`evaluate_model` for a whole-tree model: per-question metrics against the split's answer counts,
+    ``<split>_results.json`` and ``<split>_tree_fractions.png``."""
+    from accelerate import PartialState
+
+    from hf_galaxy.data.tree import tree_layout_of
+    from hf_galaxy.metrics import tree_metrics
+    from hf_galaxy.plots import plot_tree_fractions
+
+    layout = tree_layout_of(model.config)
+    if "counts" not in dataset_split.column_names:
+        raise ValueError(
+            f"{where} is a whole-tree model: evaluate it on a dataset loaded with --label_scheme tree (the vote "
+            "count of every answer)"
+        )
+    width = len(dataset_split[0]["counts"]) if len(dataset_split) else layout.n_answers
+    if width != layout.n_answers:
+        raise ValueError(
+            f"the dataset's counts have {width} answers; the model's tree {layout.name!r} has {layout.n_answers}"
+        )
+    out = predict_probs(
+        [model], [processor], dataset_split, batch_size=batch_size, tta_rotations=tta_rotations,
+        precision=precision, desc=f"evaluate ({split_name})",
+    )  # fmt: skip
+    if out.skipped:
+        raise ValueError(
+            f"{len(out.skipped)} images of the {split_name} split could not be read, e.g. {out.skipped[0]}"
+        )
+    metrics = {
+        f"{split_name}_{k}": float(v) for k, v in tree_metrics(out.probs[0], out.counts, layout).items()
+    }
+    metrics[f"{split_name}_samples"] = float(len(out.probs[0]))
+    if not PartialState().is_main_process:
+        return metrics
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_json(output_dir / f"{split_name}_results.json", metrics)
+    plot_tree_fractions(
+        out.probs[0], out.counts, layout, output_dir / f"{split_name}_tree_fractions.png",
+        title=f"Predicted vs volunteer vote fractions ({split_name}, n={len(out.probs[0])})",
+    )  # fmt: skip
+    return metrics
+
+
 def evaluate_model(
     model_name_or_path: str,
     dataset_split: Any,
@@ -384,6 +446,14 @@ def evaluate_model(
     from hf_galaxy.training.precision import resolve_precision
 
     model, processor = load_for_inference(model_name_or_path)
+    from hf_galaxy.data.tree import tree_layout_of
+
+    if tree_layout_of(model.config) is not None:
+        return _evaluate_tree_model(
+            model, processor, dataset_split, output_dir=output_dir, batch_size=batch_size,
+            tta_rotations=tta_rotations, precision=resolve_precision(precision)[0], split_name=split_name,
+            where=model_name_or_path,
+        )  # fmt: skip
     class_names = model_label_names(model, model_name_or_path)
     data_names = label_names(dataset_split)
     if data_names and data_names != class_names:

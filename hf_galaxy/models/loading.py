@@ -399,8 +399,13 @@ def load_for_inference(model_name_or_path: str, revision: str | None = None) -> 
         base = peft_config.base_model_name_or_path
         if not base:
             raise ModelNotFoundError(f"adapter {path} does not name its base model (base_model_name_or_path)")
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(resolve_model_path(base))
+        for key, value in _adapter_label_kwargs(path).items():  # the adapter's labels (and tree) win
+            setattr(config, key, value)
         base_model = AutoModelForImageClassification.from_pretrained(
-            resolve_model_path(base), ignore_mismatched_sizes=True, **_adapter_label_kwargs(path)
+            resolve_model_path(base), config=config, ignore_mismatched_sizes=True
         )
         model = PeftModel.from_pretrained(base_model, path).merge_and_unload()
         processor_dir = path
