@@ -12,12 +12,13 @@ from collections.abc import Sequence
 
 import torch
 
-#: Zoobot's range of the Dirichlet concentrations: 1 + 99 * sigmoid(output)
+#: the range of the Dirichlet concentrations, 1 + 99 * sigmoid(output): Zoobot's form (it uses 1 + 100 * sigmoid,
+#: zoobot pytorch/estimators/efficientnet_custom.py) with the upper end at 100
 MIN_CONCENTRATION, MAX_CONCENTRATION = 1.0, 100.0
 
 
 def concentrations(outputs: torch.Tensor) -> torch.Tensor:
-    """Dirichlet concentrations in (1, 100) from unbounded model outputs (Zoobot's parametrisation)."""
+    """Dirichlet concentrations in (1, 100) from unbounded model outputs (Zoobot's sigmoid form)."""
     return MIN_CONCENTRATION + (MAX_CONCENTRATION - MIN_CONCENTRATION) * torch.sigmoid(outputs)
 
 
