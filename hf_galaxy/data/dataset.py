@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import hashlib
 import io
 import json
 import logging
+import math
 import os
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -350,8 +352,89 @@ def prepare_image(
     return {"bytes": buf.getvalue(), "path": None}
 
 
+@dataclass
+class RowBlock:
+    """The labelled catalogue rows of one split as columns: what the ``datasets`` generator reads.
+
+    ``datasets`` pickles and hashes a generator's arguments to name its cache; numpy columns cost one buffer
+    each, where a list of row dicts costs a Python object per value (most of the time to the first example
+    of a survey-size catalogue). ``paths`` uses ``""`` and ``indices`` ``-1`` for "none"; ``ra``/``dec`` NaN
+    for missing.
+    """
+
+    ids: np.ndarray
+    labels: np.ndarray
+    votes: np.ndarray
+    paths: np.ndarray
+    indices: np.ndarray
+    counts: np.ndarray | None = None
+    ra: np.ndarray | None = None
+    dec: np.ndarray | None = None
+
+    @classmethod
+    def from_table(cls, table: pd.DataFrame, ids: np.ndarray, lab: Labels, has_radec: bool) -> RowBlock:
+        """The block of a labelled catalogue table (``lab`` is its :class:`~hf_galaxy.data.labels.Labels`)."""
+        n = len(table)
+        if "image_path" in table.columns:
+            raw = table["image_path"]
+            paths = np.where(raw.isna().to_numpy(), "", raw.astype(str).to_numpy()).astype(str)
+        else:
+            paths = np.full(n, "", dtype=str)
+        if "image_index" in table.columns:
+            idx = pd.to_numeric(table["image_index"], errors="coerce").to_numpy(dtype=np.float64)
+            indices = np.where(np.isnan(idx), -1, idx).astype(np.int64)
+        else:
+            indices = np.full(n, -1, dtype=np.int64)
+        return cls(
+            ids=np.asarray(ids, dtype=str),
+            labels=np.asarray(lab.labels, dtype=np.int64),
+            votes=np.asarray(lab.votes, dtype=np.float32),
+            paths=paths,
+            indices=indices,
+            counts=None if lab.answer_counts is None else np.asarray(lab.answer_counts, dtype=np.int32),
+            ra=pd.to_numeric(table["ra"], errors="coerce").to_numpy(np.float64) if has_radec else None,
+            dec=pd.to_numeric(table["dec"], errors="coerce").to_numpy(np.float64) if has_radec else None,
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def take(self, index: np.ndarray) -> RowBlock:
+        """The rows at ``index``, in that order."""
+        return RowBlock(
+            **{
+                k: (None if v is None else v[index])
+                for k, v in ((f.name, getattr(self, f.name)) for f in dataclasses.fields(self))
+            }
+        )
+
+    def shards(self, n: int) -> list[RowBlock]:
+        """``n`` interleaved shards (row ``k`` goes to shard ``k % n``)."""
+        return [self.take(np.arange(i, len(self), n)) for i in range(n)]
+
+    def row(self, k: int) -> dict[str, Any]:
+        """Row ``k`` as the dict :func:`prepare_row_image` and the features expect."""
+        out: dict[str, Any] = {
+            "id": str(self.ids[k]),
+            "label": int(self.labels[k]),
+            "votes": self.votes[k].tolist(),
+            "image_path": str(self.paths[k]) or None,
+            "image_index": int(self.indices[k]) if self.indices[k] >= 0 else None,
+        }
+        if self.counts is not None:
+            out["counts"] = self.counts[k].tolist()
+        if self.ra is not None and self.dec is not None:
+            ra, dec = float(self.ra[k]), float(self.dec[k])
+            out["ra"] = None if math.isnan(ra) else ra
+            out["dec"] = None if math.isnan(dec) else dec
+        return out
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (self.row(k) for k in range(len(self)))
+
+
 def _generate_rows(
-    rows: Sequence[dict], image_size: int | None, strict: bool, max_pixels: int | None = None
+    rows: RowBlock | Sequence[dict], image_size: int | None, strict: bool, max_pixels: int | None = None
 ) -> Iterator[dict]:
     """Generator behind ``Dataset.from_generator``: one prepared example per catalogue row.
 
@@ -426,22 +509,24 @@ def assign_splits(
 
 
 # ----------------------------------------------------------------------------------------------- cache key
-def _fingerprint(parts: Mapping[str, Any], rows: Sequence[dict]) -> str:
-    """Hash of the options, the prepared rows and every input file's size and mtime."""
+def _fingerprint(parts: Mapping[str, Any], rows: RowBlock) -> str:
+    """Hash of the options, the prepared rows and every input file's size and mtime (each file once)."""
     h = hashlib.sha256()
     h.update(json.dumps(parts, sort_keys=True, default=str).encode())
-    seen: set[str] = set()
-    for row in rows:
-        h.update(json.dumps(row, sort_keys=True, default=str).encode())
-        path = row.get("image_path")
-        if path and path not in seen:
-            try:
-                st = os.stat(path)
-                h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
-            except OSError:
-                h.update(b"missing")
-            if row.get("image_index") is not None:
-                seen.add(path)  # one HDF5 file serves many rows
+    for f in dataclasses.fields(rows):
+        value = getattr(rows, f.name)
+        h.update(f.name.encode())
+        if value is not None:
+            h.update(str(value.dtype).encode() + str(value.shape).encode())
+            h.update(np.ascontiguousarray(value).tobytes())
+    for path in dict.fromkeys(rows.paths.tolist()):  # one HDF5 file serves many rows: stat it once
+        if not path:
+            continue
+        try:
+            st = os.stat(path)
+            h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode())
+        except OSError:
+            h.update(f"{path}:missing".encode())
     return h.hexdigest()[:32]
 
 
@@ -588,23 +673,8 @@ def load_galaxy_dataset(
             "%d galaxies have no ra/dec (stored as missing)",
             int(table[["ra", "dec"]].isna().any(axis=1).sum()),
         )
-    paths = table["image_path"] if "image_path" in table.columns else [None] * len(table)
-    indices = table["image_index"] if "image_index" in table.columns else [None] * len(table)
-    rows_by_split: dict[str, list[dict]] = {s: [] for s in SPLITS}
-    for k in range(len(table)):
-        row = {
-            "id": ids[k],
-            "label": int(lab.labels[k]),
-            "votes": [float(v) for v in lab.votes[k]],
-            **({"counts": [int(c) for c in lab.answer_counts[k]]} if lab.answer_counts is not None else {}),
-            "image_path": None if paths[k] is None or (isinstance(paths[k], float)) else str(paths[k]),
-            "image_index": None if indices[k] is None or indices[k] != indices[k] else int(indices[k]),
-        }
-        if has_radec:
-            ra, dec = table["ra"].iat[k], table["dec"].iat[k]
-            row["ra"] = None if pd.isna(ra) else float(ra)
-            row["dec"] = None if pd.isna(dec) else float(dec)
-        rows_by_split[split[k]].append(row)
+    block = RowBlock.from_table(table, ids, lab, has_radec)
+    rows_by_split = {s: block.take(np.flatnonzero(split == s)) for s in SPLITS}
 
     features = _features(lab.class_names, has_radec, lab.tree.n_answers if lab.tree is not None else None)
     info = {
@@ -658,7 +728,7 @@ def load_galaxy_dataset(
         n_proc = num_proc if num_proc and num_proc > 1 and len(rows) >= 2 * num_proc else None
         gen_rows: Any = rows
         if n_proc:  # datasets shards list-valued gen_kwargs across processes
-            gen_rows = [rows[i::n_proc] for i in range(n_proc)]
+            gen_rows = rows.shards(n_proc)
         try:
             ds = datasets.Dataset.from_generator(
                 _generate_rows if not n_proc else _generate_sharded,
@@ -729,7 +799,7 @@ def load_galaxy_dataset(
 
 
 def _generate_sharded(
-    rows: Sequence[Sequence[dict]], image_size: int | None, strict: bool, max_pixels: int | None = None
+    rows: Sequence[RowBlock], image_size: int | None, strict: bool, max_pixels: int | None = None
 ) -> Iterator[dict]:
     """Like :func:`_generate_rows` over a list of shards (one per worker process)."""
     for shard in rows:
