@@ -199,9 +199,63 @@ def loopback_hub(
         import transformers.utils.hub as transformers_hub
 
         monkeypatch.setattr(transformers_hub, "_hf_api", None)
+        _point_datasets_at(server.endpoint, monkeypatch)
         if token:
             monkeypatch.setenv("HF_TOKEN", token)
         yield server
+
+
+def _point_datasets_at(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the ``datasets`` client at ``endpoint``, online (its config copies these at import time).
+
+    Also stops the two requests ``load_dataset`` would send elsewhere: the download-count HEAD to S3 and the
+    dataset viewer (``datasets-server.<endpoint host>``) parquet-export look-up.
+    """
+    import datasets.config
+
+    monkeypatch.setattr(datasets.config, "HF_ENDPOINT", endpoint)
+    monkeypatch.setattr(
+        datasets.config, "HUB_DATASETS_URL", endpoint + "/datasets/{repo_id}/resolve/{revision}/{path}"
+    )
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_UPDATE_DOWNLOAD_COUNTS", False)
+    monkeypatch.setattr(datasets.config, "USE_PARQUET_EXPORT", False)
+
+
+def hub_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Switch huggingface_hub and datasets to offline mode (``HF_HUB_OFFLINE=1``) for the rest of the test."""
+    import datasets.config
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
+
+
+def isolated_hf_caches(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """Fresh huggingface_hub and datasets caches under ``root`` for this test (restored afterwards).
+
+    Returns ``{"hub": ..., "datasets": ...}``. Both libraries read these at import time, so the module constants
+    are patched (the environment variables too, for subprocesses).
+    """
+    import datasets.config
+
+    hub_cache, ds_cache = root / "hub", root / "datasets"
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(ds_cache))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_cache))
+    monkeypatch.setattr(constants, "HUGGINGFACE_HUB_CACHE", str(hub_cache))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", ds_cache)
+    monkeypatch.setattr(
+        datasets.config, "DOWNLOADED_DATASETS_PATH", ds_cache / datasets.config.DOWNLOADED_DATASETS_DIR
+    )
+    monkeypatch.setattr(
+        datasets.config,
+        "EXTRACTED_DATASETS_PATH",
+        ds_cache / datasets.config.DOWNLOADED_DATASETS_DIR / datasets.config.EXTRACTED_DATASETS_DIR,
+    )
+    return {"hub": hub_cache, "datasets": ds_cache}
 
 
 def file_tree(folder: Path) -> dict[str, bytes]:

@@ -12,6 +12,9 @@ answers the 'regular' upload mode, so no LFS or Xet transfer is attempted), ``PO
 optionally gzip-compressed) and ``GET``/``HEAD /{repo}/resolve/{rev}/{path}`` with ``X-Repo-Commit``, ``ETag``
 and ``Content-Length`` headers (and byte ranges).
 
+Request log: ``server.requests`` (method, path, query, auth, ``Range`` header) and ``server.responses`` (method,
+path, status, body bytes sent); ``server.file_requests(repo_id, path, repo_type=...)`` filters the downloads.
+
 Failure injection: ``server.drop_next_commit = True`` makes the server close the socket in the middle of the
 next commit POST, without answering and without committing.
 
@@ -165,6 +168,7 @@ class HubServer:
         self.user = user
         self.repos: dict[tuple[str, str], _Repo] = {}
         self.requests: list[dict[str, Any]] = []
+        self.responses: list[dict[str, Any]] = []
         self.drop_next_commit = False
         self.dropped_commits = 0
         self.lock = threading.RLock()
@@ -212,6 +216,29 @@ class HubServer:
         repo = self.repo(repo_id, repo_type)
         _, tree = repo.tree(revision)
         return {path: repo.blob_path(blob).read_bytes() for path, blob in tree.items()}
+
+    def clear_log(self) -> None:
+        """Forget the logged requests and responses."""
+        with self.lock:
+            self.requests.clear()
+            self.responses.clear()
+
+    def file_requests(
+        self, repo_id: str, path: str | None = None, *, repo_type: str = "model", method: str | None = "GET"
+    ) -> list[dict[str, Any]]:
+        """The logged ``resolve`` requests (``GET`` by default; ``None``: any method) for ``repo_id``'s files.
+
+        ``path`` keeps only that file (any revision). Each entry is a :attr:`requests` entry (with ``range``).
+        """
+        prefix = ("" if repo_type == "model" else f"/{repo_type}s") + f"/{repo_id}/resolve/"
+        out = []
+        for req in list(self.requests):
+            if not req["path"].startswith(prefix) or (method and req["method"] != method):
+                continue
+            file_path = unquote(req["path"][len(prefix) :].partition("/")[2])
+            if path is None or file_path == path:
+                out.append(req)
+        return out
 
     def _create(self, repo_id: str, repo_type: str, private: bool) -> _Repo:
         with self.lock:
@@ -264,6 +291,15 @@ class _Handler(BaseHTTPRequestHandler):
             ctype = "application/json"
         else:
             ctype = "application/octet-stream"
+        with self.hub.lock:  # what was answered, for tests that check what was served (and how much)
+            self.hub.responses.append(
+                {
+                    "method": self.command,
+                    "path": urlsplit(self.path).path,
+                    "status": status,
+                    "bytes": 0 if self.command == "HEAD" else len(body),
+                }
+            )
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         for key, value in (headers or {}).items():
@@ -289,6 +325,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "path": url.path,
                 "query": query,
                 "auth": "Authorization" in self.headers,
+                "range": self.headers.get("Range"),
             }
         )
         try:

@@ -27,8 +27,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from hf_galaxy.data.catalogs import read_catalog
+from hf_galaxy.data.catalogs import InMemoryTable, read_catalog
 from hf_galaxy.data.catalogs.base import CatalogError
+from hf_galaxy.data.hub import is_embedded, open_embedded
 from hf_galaxy.data.labels import Labels, make_labels
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ SPLITS = ("train", "validation", "test")
 _SPLIT_SPELLINGS = {"train": ("training",), "validation": ("val", "valid", "dev"), "test": ("testing",)}
 _SPLIT_ALIASES = {alias: split for split, more in _SPLIT_SPELLINGS.items() for alias in (split, *more)}
 _INFO_PREFIX = "hf-galaxy:"
+#: ``image_path`` of a row whose image is stored in the source dataset: ``embedded://SPLIT`` (row ``image_index``)
+EMBEDDED_PREFIX = "embedded://"
 _FORMAT_VERSION = "1"  # bump when the prepared rows change, to invalidate old caches
 
 
@@ -228,7 +231,9 @@ DEFAULT_MAX_IMAGE_PIXELS: int = int(Image.MAX_IMAGE_PIXELS or 0)
 
 
 @contextlib.contextmanager
-def _pil_open(path: str | os.PathLike, max_pixels: int | None) -> Iterator[Image.Image]:
+def _pil_open(
+    path: str | os.PathLike | io.BytesIO, max_pixels: int | None, name: str = ""
+) -> Iterator[Image.Image]:
     """``Image.open`` with hf-galaxy's pixel limit instead of Pillow's process-wide one: an image of more than
     ``max_pixels`` pixels (None: :data:`DEFAULT_MAX_IMAGE_PIXELS`; 0: no limit) raises :class:`ImageError`
     naming its size, before its pixels are decoded."""
@@ -243,7 +248,7 @@ def _pil_open(path: str | os.PathLike, max_pixels: int | None) -> Iterator[Image
         w, h = img.size
         if limit and w * h > limit:
             raise ImageError(
-                f"{path}: image of {w}x{h} = {w * h:,} pixels exceeds max_image_pixels={limit:,}",
+                f"{name or path}: image of {w}x{h} = {w * h:,} pixels exceeds max_image_pixels={limit:,}",
                 "image too large",
             )
         yield img
@@ -352,6 +357,32 @@ def prepare_image(
     return {"bytes": buf.getvalue(), "path": None}
 
 
+def prepare_embedded_image(
+    data: bytes | None, where: str, image_size: int | None, max_pixels: int | None = None
+) -> dict[str, Any]:
+    """:func:`prepare_image` of an image stored inside a dataset (its encoded bytes); ``where`` names it in
+    errors. An RGB JPEG that needs no resize keeps its bytes."""
+    if not data:
+        raise ImageError(f"{where}: empty embedded image", "zero-byte image file")
+    try:
+        with _pil_open(io.BytesIO(data), max_pixels, name=where) as probe:
+            fmt, mode = probe.format, probe.mode
+            if image_size is not None and fmt == "JPEG":
+                probe.draft("RGB", (image_size, image_size))
+            probe.load()
+            img = to_rgb(probe)
+    except OSError as exc:
+        reason = "truncated image file" if "truncated" in str(exc).lower() else "unreadable image"
+        raise ImageError(f"{where}: {reason} ({exc})", reason) from exc
+    if image_size is None and fmt == "JPEG" and mode == "RGB":
+        return {"bytes": bytes(data), "path": None}
+    if image_size is not None:
+        img = _square_resize(img, image_size)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG" if fmt == "JPEG" else "PNG", **({"quality": 95} if fmt == "JPEG" else {}))
+    return {"bytes": buf.getvalue(), "path": None}
+
+
 @dataclass
 class RowBlock:
     """The labelled catalogue rows of one split as columns: what the ``datasets`` generator reads.
@@ -434,32 +465,50 @@ class RowBlock:
 
 
 def _generate_rows(
-    rows: RowBlock | Sequence[dict], image_size: int | None, strict: bool, max_pixels: int | None = None
+    rows: RowBlock | Sequence[dict],
+    image_size: int | None,
+    strict: bool,
+    max_pixels: int | None = None,
+    embedded: Any = None,
 ) -> Iterator[dict]:
-    """Generator behind ``Dataset.from_generator``: one prepared example per catalogue row.
+    """Generator behind ``Dataset.from_generator``: one prepared example per catalogue row (images from
+    files, or from ``embedded``, the source dataset).
 
     An image that cannot be prepared, for any reason, is a counted skip with its reason; with ``strict`` it
     raises :class:`ImageError` naming the row and the file.
     """
     for row in rows:
         out = {k: v for k, v in row.items() if k not in ("image_path", "image_index")}
-        out["image"], error = prepare_row_image(row, image_size, max_pixels, strict=strict)
+        out["image"], error = prepare_row_image(row, image_size, max_pixels, strict=strict, embedded=embedded)
         out["skip_reason"] = "" if error is None else f"{error.reason}|{error}"
         yield out
 
 
 def prepare_row_image(
-    row: Mapping[str, Any], image_size: int | None, max_pixels: int | None = None, *, strict: bool = False
+    row: Mapping[str, Any],
+    image_size: int | None,
+    max_pixels: int | None = None,
+    *,
+    strict: bool = False,
+    embedded: Any = None,
 ) -> tuple[dict[str, Any] | None, ImageError | None]:
     """:func:`prepare_image` of one catalogue row (``id``, ``image_path``, ``image_index``) as ``(image, None)``,
     or ``(None, error)``: an image that cannot be prepared, for any reason, is a skip with its reason, never a
-    failed load; with ``strict`` it raises :class:`ImageError` naming the row and the file."""
+    failed load; with ``strict`` it raises :class:`ImageError` naming the row and the file. A row whose image
+    lives in a dataset (``image_path`` ``embedded://SPLIT``) reads it from ``embedded``, an
+    :class:`~hf_galaxy.data.hub.EmbeddedSource`."""
     try:
-        if row["image_path"] is None:
+        path = row["image_path"]
+        if path is None:
             raise ImageError(
                 f"row id={row['id']}: no image file is named for this galaxy", "no image file named"
             )
-        return prepare_image(row["image_path"], row.get("image_index"), image_size, max_pixels), None
+        if embedded is not None and str(path).startswith(EMBEDDED_PREFIX):
+            split = str(path)[len(EMBEDDED_PREFIX) :]
+            data = embedded.image_bytes(split, int(row["image_index"]))
+            where = f"{embedded.name}[{split}][{row['image_index']}] (id={row['id']})"
+            return prepare_embedded_image(data, where, image_size, max_pixels), None
+        return prepare_image(path, row.get("image_index"), image_size, max_pixels), None
     except Exception as exc:  # one bad image never fails the whole load
         if not isinstance(exc, ImageError):
             exc = ImageError(
@@ -547,6 +596,17 @@ def _features(class_names: list[str], has_radec: bool, n_answers: int | None = N
     return datasets.Features(feats)
 
 
+#: columns that carry an embedded image's split and row through the release readers
+_EMBEDDED_IMAGE, _EMBEDDED_ROW = "hf_galaxy_embedded_image", "hf_galaxy_embedded_row"
+
+
+def _embedded_table(source: Any) -> pd.DataFrame:
+    """The catalogue table of an :class:`~hf_galaxy.data.hub.EmbeddedSource`, its image references in columns the
+    readers pass through."""
+    table = source.table()
+    return table.rename(columns={"image_path": _EMBEDDED_IMAGE, "image_index": _EMBEDDED_ROW})
+
+
 # ----------------------------------------------------------------------------------------------- main API
 def load_galaxy_dataset(
     catalog: str | os.PathLike,
@@ -568,6 +628,8 @@ def load_galaxy_dataset(
     split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
     min_share_asked: float = 0.5,
     tree_questions: str | Sequence[str] | None = None,
+    dataset_config_name: str | None = None,
+    revision: str | None = None,
     task: str = "image-classification",
     box_options: Mapping[str, Any] | None = None,
     **reader_options: Any,
@@ -598,6 +660,8 @@ def load_galaxy_dataset(
         min_share_asked: with ``question``, the minimum share of volunteers who reached the question.
         tree_questions: with ``label_scheme="tree"``: ``"complete"`` keeps only the questions the catalogue
             has every answer of (else such a question is an error), or the questions to keep.
+        dataset_config_name: the config of a Hub dataset (``"tiny"``, ``"default"``).
+        revision: the branch, tag or commit of a Hub dataset.
         task: ``"image-classification"`` (default) or ``"detection"``: the transformers detection layout
             (``image_id``, ``image``, ``width``, ``height``, ``objects``) via :func:`hf_galaxy.to_detection`,
             with boxes from catalogue radii where the release has them, else from source extraction.
@@ -623,7 +687,18 @@ def load_galaxy_dataset(
         raise ValueError(
             f"max_image_pixels={max_image_pixels!r}: expected an integer >= 0 (0: no limit) or None"
         )
-    cat = read_catalog(catalog, image_dir, format=format, **reader_options)
+    embedded = None
+    if is_embedded(catalog):  # a Hub dataset, a local copy of one, parquet with images, a Dataset object
+        embedded = open_embedded(catalog, name=dataset_config_name, revision=revision, cache_dir=cache_dir)
+        cat = read_catalog(
+            InMemoryTable(_embedded_table(embedded), embedded.name), format=format, **reader_options
+        )
+        cat.table = cat.table.assign(
+            image_path=cat.table.pop(_EMBEDDED_IMAGE), image_index=cat.table.pop(_EMBEDDED_ROW)
+        )
+        catalog = embedded.name
+    else:
+        cat = read_catalog(catalog, image_dir, format=format, **reader_options)
     report = LoadReport(source=str(catalog), n_catalog=len(cat.table) + len(cat.dropped))
     if cat.dropped and strict:
         i, reason = cat.dropped[0]
@@ -664,6 +739,21 @@ def load_galaxy_dataset(
                 f"{', '.join(rows)}. Fill the split column for every row, or drop it to split by seed."
             )
         split = split.to_numpy(dtype=object)
+        if (
+            embedded is not None
+            and "validation" not in split
+            and (split == "train").any()
+            and split_fractions[1] > 0
+        ):
+            # a Hub dataset's own splits are kept; its validation split is made from train, by seed
+            train = np.flatnonzero(split == "train")
+            share = split_fractions[1] / (split_fractions[0] + split_fractions[1])
+            carved = assign_splits(lab.labels[train], ids[train], seed, (1.0 - share, share, 0.0))
+            split[train[carved == "validation"]] = "validation"
+            logger.info(
+                "%s has no validation split: %d of its %d train galaxies became validation (seed %d)",
+                catalog, int((carved == "validation").sum()), len(train), seed,
+            )  # fmt: skip
     else:
         split = assign_splits(lab.labels, ids, seed, split_fractions)
 
@@ -687,6 +777,7 @@ def load_galaxy_dataset(
         "image_size": image_size,
         "seed": seed,
         **({"tree": lab.tree.to_dict()} if lab.tree is not None else {}),
+        **({k: v for k, v in embedded.hub.items() if v is not None} if embedded is not None else {}),
     }
     GalaxyDatasetDict, GalaxyIterableDatasetDict = (
         __getattr__("GalaxyDatasetDict"),
@@ -706,6 +797,7 @@ def load_galaxy_dataset(
                     "image_size": image_size,
                     "strict": strict,
                     "max_pixels": max_image_pixels,
+                    "embedded": embedded,
                 },
             )
             it = it.filter(_report_skip, input_columns=["skip_reason", "id"]).remove_columns("skip_reason")
@@ -722,9 +814,10 @@ def load_galaxy_dataset(
     for s, rows in rows_by_split.items():
         if not rows:
             continue
-        fp = _fingerprint(
-            {**info, "split": s, "v": _FORMAT_VERSION, "strict": strict, "max_pixels": max_image_pixels}, rows
-        )
+        parts = {**info, "split": s, "v": _FORMAT_VERSION, "strict": strict, "max_pixels": max_image_pixels}
+        if embedded is not None:
+            parts["embedded"] = embedded.fingerprint()
+        fp = _fingerprint(parts, rows)
         n_proc = num_proc if num_proc and num_proc > 1 and len(rows) >= 2 * num_proc else None
         gen_rows: Any = rows
         if n_proc:  # datasets shards list-valued gen_kwargs across processes
@@ -739,6 +832,7 @@ def load_galaxy_dataset(
                     "image_size": image_size,
                     "strict": strict,
                     "max_pixels": max_image_pixels,
+                    "embedded": embedded,
                 },
                 num_proc=n_proc,
                 fingerprint=fp,
@@ -799,11 +893,15 @@ def load_galaxy_dataset(
 
 
 def _generate_sharded(
-    rows: Sequence[RowBlock], image_size: int | None, strict: bool, max_pixels: int | None = None
+    rows: Sequence[RowBlock],
+    image_size: int | None,
+    strict: bool,
+    max_pixels: int | None = None,
+    embedded: Any = None,
 ) -> Iterator[dict]:
     """Like :func:`_generate_rows` over a list of shards (one per worker process)."""
     for shard in rows:
-        yield from _generate_rows(shard, image_size, strict, max_pixels)
+        yield from _generate_rows(shard, image_size, strict, max_pixels, embedded)
 
 
 def _report_skip(reason: str, galaxy_id: str) -> bool:

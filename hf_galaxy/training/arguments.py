@@ -38,8 +38,9 @@ class BaseScriptArguments:
     dataset: str | None = field(
         default=None,
         metadata={
-            "help": "Catalogue file or image folder (read with load_galaxy_dataset), a DatasetDict directory "
-            "saved with save_to_disk, or 'synthetic:N' (N procedural galaxies)."
+            "help": "Catalogue file or image folder (read with load_galaxy_dataset), a Hub dataset id "
+            "(mwalmsley/gz2; --dataset_config_name, --dataset_revision) or a local copy of one, a parquet file "
+            "with images, a DatasetDict directory saved with save_to_disk, or 'synthetic:N' (N procedural galaxies)."
         },
     )
     precision: str = field(
@@ -147,6 +148,12 @@ class DatasetArguments:
     image_dir: str | None = field(
         default=None, metadata={"help": "Folder with the cutouts named in the catalogue."}
     )
+    dataset_config_name: str | None = field(
+        default=None, metadata={"help": "Config of a Hub dataset given as --dataset (e.g. tiny, default)."}
+    )
+    dataset_revision: str | None = field(
+        default=None, metadata={"help": "Branch, tag or commit of a Hub dataset given as --dataset."}
+    )
     label_scheme: str = field(
         default="plurality",
         metadata={
@@ -209,6 +216,8 @@ class DatasetArguments:
             question=self.question,
             threshold=self.threshold,
             tree_questions=self.tree_questions,
+            dataset_config_name=self.dataset_config_name,
+            revision=self.dataset_revision,
             seed=self.split_seed,
             num_proc=self.num_proc,
             max_image_pixels=self.max_image_pixels,

@@ -64,10 +64,12 @@ def load_training_data(
     path = Path(dataset).expanduser()
     if path.is_dir() and (path / "dataset_dict.json").is_file():
         return DatasetDict.load_from_disk(str(path))
-    if not path.exists():
+    from hf_galaxy.data.hub import is_embedded
+
+    if not path.exists() and not is_embedded(dataset):
         raise FileNotFoundError(
             f"--dataset {dataset}: no such file or directory (expected a catalogue, an image folder, a "
-            "saved DatasetDict or synthetic:N)"
+            "saved DatasetDict, a Hub dataset id such as mwalmsley/gz2, or synthetic:N)"
         )
     return load_galaxy_dataset(path, data_args.image_dir, **kwargs)
 

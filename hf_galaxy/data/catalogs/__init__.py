@@ -10,11 +10,13 @@ import importlib
 import os
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from hf_galaxy.data.catalogs.base import (
     Catalog,
     CatalogError,
     DecisionTree,
+    InMemoryTable,
     Question,
     read_table,
     require_columns,
@@ -26,6 +28,7 @@ __all__ = [
     "DecisionTree",
     "Question",
     "FORMATS",
+    "InMemoryTable",
     "read_catalog",
     "read_table",
     "require_columns",
@@ -75,10 +78,10 @@ def _columns_of(path: Path) -> list[str]:
 
 def detect_format(path: str | os.PathLike) -> str:
     """Name of the release whose layout ``path`` has; the error names the columns and formats tried."""
-    p = Path(path)
+    p: Path | InMemoryTable = path if isinstance(path, InMemoryTable) else Path(path)
     if not p.exists():
         raise CatalogError(f"catalogue not found: {p}")
-    columns = _columns_of(p)
+    columns = [str(c) for c in p.frame.columns] if isinstance(p, InMemoryTable) else _columns_of(p)
     for fmt in _READERS:
         if _module(fmt).sniff(p, columns):
             return fmt
@@ -99,13 +102,14 @@ def read_catalog(
     """Read any supported Galaxy Zoo catalogue (or image folder) into a canonical :class:`Catalog`.
 
     Args:
-        catalog: a catalogue file (CSV, CSV.gz, Parquet, FITS, HDF5) or an image folder.
+        catalog: a catalogue file (CSV, CSV.gz, Parquet, FITS, HDF5), an image folder, or an
+            :class:`InMemoryTable` (a DataFrame in one of those layouts).
         image_dir: folder holding the cutouts named in the catalogue (default: an ``images/`` folder beside
             the catalogue if there is one, else the catalogue's own folder).
         format: one of :data:`FORMATS`, or ``"auto"`` to detect it from the columns.
         **options: reader-specific options (see each release module).
     """
-    path = Path(catalog)
+    path: Any = catalog if isinstance(catalog, InMemoryTable) else Path(catalog)
     if format == "auto":
         format = detect_format(path)
     elif format not in _READERS:

@@ -106,11 +106,47 @@ class Catalog:
         return [c for q in self.tree.questions for c in q.columns()]
 
 
+class InMemoryTable(os.PathLike):
+    """A catalogue that is already a DataFrame (the vote columns of a Hub dataset or a ``datasets.Dataset``),
+    passed to the release readers where a file path would go: :func:`read_table` returns (a copy of) the
+    frame, and ``name`` is what messages call it. It has no folder, so no cut-out is looked up beside it."""
+
+    def __init__(self, frame: pd.DataFrame, name: str) -> None:
+        self.frame = frame
+        self.name = name
+        self.parent = Path(os.devnull)  # no folder of cut-outs beside an in-memory table
+        self.suffix = ""
+
+    def __fspath__(self) -> str:
+        return self.name
+
+    def __str__(self) -> str:
+        return self.name
+
+    def is_dir(self) -> bool:
+        return False
+
+    def is_file(self) -> bool:
+        return False
+
+    def exists(self) -> bool:
+        return True
+
+
 def read_table(path: str | os.PathLike, id_columns: Sequence[str] = ()) -> pd.DataFrame:
     """Read a CSV (optionally gzipped), Parquet or FITS table, keeping ``id_columns`` as strings.
 
-    Object ids overflow float64, so they are read as text; other columns get pandas' inference.
+    Object ids overflow float64, so they are read as text; other columns get pandas' inference. An
+    :class:`InMemoryTable` gives a copy of its frame.
     """
+    if isinstance(path, InMemoryTable):
+        df = path.frame.copy()
+        df.columns = [str(c).strip() for c in df.columns]
+        for c in id_columns:
+            for col in df.columns:
+                if col.lower() == c.lower():
+                    df[col] = df[col].map(_id_to_str)
+        return df
     path = Path(path)
     if not path.exists():
         raise CatalogError(f"catalogue file not found: {path}")

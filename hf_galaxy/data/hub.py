@@ -1,0 +1,193 @@
+"""Galaxy Zoo datasets whose images are inside the data: Hugging Face Hub datasets (``mwalmsley/gz2``,
+``mwalmsley/gz_decals_5``, ...), local copies of such repos, parquet files with an image column, and
+``datasets.Dataset``/``DatasetDict`` objects.
+
+:func:`open_embedded` turns any of them into an :class:`EmbeddedSource`: the source splits (``datasets``
+storage, images kept encoded) and a catalogue table of every other column, which the release readers read
+like a file (:class:`~hf_galaxy.data.catalogs.InMemoryTable`). Each row names its image as
+``embedded://SPLIT`` with its row number, and the dataset builder reads the bytes from the source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hf_galaxy.data.catalogs.base import CatalogError
+
+#: a Hub repo id: ``owner/name`` (letters, digits, ``-``, ``_``, ``.``)
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_TABLE_SUFFIXES = (".csv", ".gz", ".tsv", ".txt", ".parquet", ".pq", ".fits", ".fit", ".h5", ".hdf5", ".json")
+
+
+@dataclass
+class EmbeddedSource:
+    """A dataset with its images inside: the source splits and the column holding the images."""
+
+    name: str
+    splits: dict[str, Any]
+    image_column: str
+    #: Hub provenance when it came from the Hub: ``dataset_id``, ``config``, ``revision``
+    hub: dict[str, Any] = field(default_factory=dict)
+    #: whether the source's splits are kept (repos and DatasetDicts); a parquet file or a Dataset is split by seed
+    own_splits: bool = True
+
+    def table(self) -> pd.DataFrame:
+        """Every column but the images, all splits stacked, with ``split`` (the source split, when its splits are
+        kept), ``image_path``
+        (``embedded://SPLIT``) and ``image_index`` (the row in that split)."""
+        from hf_galaxy.data.dataset import EMBEDDED_PREFIX
+
+        frames = []
+        for split, ds in self.splits.items():
+            frame = ds.remove_columns([self.image_column]).to_pandas()
+            for reserved in ("image_path", "image_index"):
+                if reserved in frame.columns:
+                    frame = frame.rename(columns={reserved: f"source_{reserved}"})
+            if self.own_splits:
+                frame["split"] = split
+            frame["image_path"] = EMBEDDED_PREFIX + split
+            frame["image_index"] = range(len(frame))
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def image_bytes(self, split: str, index: int) -> bytes | None:
+        """The encoded image of row ``index`` of ``split``."""
+        value = self.splits[split][int(index)][self.image_column]
+        if isinstance(value, Mapping):
+            data = value.get("bytes")
+            if data is None and value.get("path"):
+                with open(value["path"], "rb") as f:  # an image stored by path (a local dataset)
+                    return f.read()
+            return data
+        return value
+
+    def fingerprint(self) -> str:
+        """Identifies the source's content (the ``datasets`` fingerprints of its splits)."""
+        h = hashlib.sha256(self.image_column.encode())
+        for split, ds in sorted(self.splits.items()):
+            h.update(f"{split}:{getattr(ds, '_fingerprint', '')}:{len(ds)}".encode())
+        return h.hexdigest()[:16]
+
+
+def _image_column(features: Mapping[str, Any], where: str) -> str:
+    import datasets
+
+    found = [k for k, v in features.items() if isinstance(v, datasets.Image)]
+    if not found and "image" in features:
+        found = ["image"]
+    if not found:
+        raise CatalogError(
+            f"{where}: no image column (a datasets Image feature); columns found: {', '.join(list(features)[:40])}"
+        )
+    return found[0]
+
+
+def _as_splits(data: Any) -> dict[str, Any]:
+    import datasets
+
+    if isinstance(data, datasets.Dataset):
+        return {"train": data} if data.split is None else {str(data.split): data}
+    if isinstance(data, (datasets.DatasetDict, Mapping)):
+        return {str(k): v for k, v in data.items()}
+    raise CatalogError(f"expected a datasets.Dataset or DatasetDict, got {type(data).__name__}")
+
+
+def _has_image_column(path: Path) -> bool:
+    """Whether a parquet file holds images (a struct column with ``bytes``), rather than only a catalogue."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    for f in schema:
+        if pa.types.is_struct(f.type) and "bytes" in [c.name for c in f.type]:
+            return True
+    return (
+        b"huggingface" in (schema.metadata or {}) and b'"_type": "Image"' in schema.metadata[b"huggingface"]
+    )
+
+
+def is_embedded(catalog: Any) -> bool:
+    """Whether ``catalog`` is a dataset with its images inside (see the module docstring), not a catalogue
+    file or image folder."""
+    import datasets
+
+    if isinstance(catalog, (datasets.Dataset, datasets.DatasetDict)):
+        return True
+    if not isinstance(catalog, (str, os.PathLike)):
+        return False
+    path = Path(catalog).expanduser()
+    if path.is_file():
+        return path.suffix.lower() in (".parquet", ".pq") and _has_image_column(path)
+    if path.is_dir():
+        return (
+            (path / "README.md").is_file()
+            and any(path.rglob("*.parquet"))
+            or (any(path.glob("*/*.parquet")) and not any(path.glob("*/*.jpg")))
+        )
+    # not a file here, and shaped like owner/name without a catalogue's file extension: a Hub dataset id
+    return bool(_REPO_ID.match(str(catalog))) and path.suffix.lower() not in _TABLE_SUFFIXES
+
+
+def open_embedded(
+    catalog: Any,
+    *,
+    name: str | None = None,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> EmbeddedSource:
+    """The :class:`EmbeddedSource` of a Hub dataset id (``name``: its config, ``revision``: branch, tag or
+    commit), a local copy of such a repo, a parquet file with an image column, or a ``Dataset``/``DatasetDict``.
+
+    A Hub id that cannot be had (offline and not cached, unknown repo or config) is a one-line
+    :class:`~hf_galaxy.data.catalogs.CatalogError` saying how to get it.
+    """
+    import datasets
+
+    own_splits = True
+    if isinstance(catalog, (datasets.Dataset, datasets.DatasetDict)):
+        splits, where, hub = _as_splits(catalog), "the given dataset", {}
+        own_splits = isinstance(catalog, datasets.DatasetDict)
+    else:
+        text = str(catalog)
+        path = Path(text).expanduser()
+        kwargs: dict[str, Any] = {"cache_dir": str(cache_dir) if cache_dir is not None else None}
+        if path.is_file():
+            source, kwargs["data_files"], where, hub = "parquet", str(path), str(path), {}
+            own_splits = False
+        elif path.is_dir():
+            source, where, hub = str(path), str(path), {}
+            kwargs["name"] = name
+        else:
+            source, where = text, f"Hub dataset {text}"
+            hub = {"dataset_id": text, "config": name, "revision": revision}
+            kwargs.update(name=name, revision=revision)
+        try:
+            splits = _as_splits(datasets.load_dataset(source, **kwargs))
+        except (FileNotFoundError, ConnectionError, ValueError, OSError) as err:
+            detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            how = (
+                f"; while offline it must be in the Hugging Face cache: run datasets.load_dataset({text!r}"
+                + (f", name={name!r}" if name else "")
+                + ") once with network access (or set HF_HUB_OFFLINE=0)"
+                if hub
+                else ""
+            )
+            raise CatalogError(f"{where}: could not be loaded ({detail}){how}") from err
+        if name and hub:
+            where += f" ({name})"
+    if not splits:
+        raise CatalogError(f"{where}: the dataset has no splits")
+    first = next(iter(splits.values()))
+    column = _image_column(first.features, where)
+    for split, ds in splits.items():
+        if isinstance(ds.features.get(column), datasets.Image):
+            splits[split] = ds.cast_column(column, datasets.Image(decode=False))
+    return EmbeddedSource(name=where, splits=splits, image_column=column, hub=hub, own_splits=own_splits)
