@@ -524,14 +524,24 @@ def test_decals_auto_catalogue_partial_question_and_campaign_suffix(tmp_path: Pa
     )
 
 
-def test_decals_several_campaigns_need_a_choice(tmp_path: Path) -> None:
-    df = pd.DataFrame(
-        {"id_str": ["a", "b"], "bar-dr5_weak_fraction": [0.1, 0.2], "bar-dr12_yes_fraction": [0.5, 0.5]}
-    )
-    p = tmp_path / "gz_desi.csv"
+def test_several_campaigns_read_as_their_union_or_one_campaign(tmp_path: Path) -> None:
+    from hf_galaxy.data.catalogs.trees import GZD5_TREE, GZD12_TREE
+
+    df = pd.DataFrame({"id_str": ["a", "b"]})
+    for tree, c in ((GZD5_TREE, "dr5"), (GZD12_TREE, "dr12")):
+        for a in tree.question("smooth-or-featured").answers:
+            df[f"smooth-or-featured-{c}_{a}"] = [3, 0] if a == "smooth" else [1, 0]
+        df[f"smooth-or-featured-{c}_total-votes"] = df[
+            [f"smooth-or-featured-{c}_{a}" for a in ("smooth", "featured-or-disk", "artifact")]
+        ].sum(axis=1)
+    df["bar-dr5_weak_fraction"], df["bar-dr12_yes_fraction"] = [0.1, 0.2], [0.5, 0.5]
+    p = tmp_path / "gz_evo.csv"
     df.to_csv(p, index=False)
-    with pytest.raises(CatalogError, match="campaign"):
-        read_catalog(p)
+    evo = read_catalog(p)  # GZ Evo: both campaigns' questions side by side, suffixed
+    assert evo.release == "Galaxy Zoo Evo (dr5 + dr12)" and evo.meta["campaigns"] == ["dr5", "dr12"]
+    assert [q.name for q in evo.tree.questions] == ["smooth-or-featured-dr5", "smooth-or-featured-dr12"]
+    assert evo.table["smooth-or-featured-dr5_smooth"].tolist()[0] == pytest.approx(0.6)
+    assert np.isnan(evo.table["smooth-or-featured-dr12_smooth"].iat[1])  # nobody answered: no fraction
     assert read_catalog(p, campaign="dr12").meta["tree_version"] == "gzd-1-2"
 
 

@@ -5,6 +5,7 @@ and cache as catalogue files."""
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -103,3 +104,129 @@ def test_bad_embedded_sources_name_what_they_found(tmp_path):
     )
     with pytest.raises(CatalogError, match=r"unknown catalogue layout. Columns found: \[id_str, split"):
         load_galaxy_dataset(datasets.DatasetDict({"train": no_votes}))
+
+
+# --------------------------------------------------------------------------------- from the (loopback) Hub
+@pytest.fixture(scope="module")
+def repo_folder(tmp_path_factory):
+    from tests.hub_datasets import make_gz2_dataset_repo
+
+    return make_gz2_dataset_repo(tmp_path_factory.mktemp("gz2") / "repo")
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch, repo_folder):
+    from tests.hub_datasets import push_gz2_dataset_repo
+    from tests.hub_helpers import TOKEN, isolated_hf_caches, loopback_hub
+
+    isolated_hf_caches(tmp_path / "hf_cache", monkeypatch)
+    with loopback_hub(tmp_path / "hub", monkeypatch) as server:
+        push_gz2_dataset_repo(server.endpoint, repo_folder, token=TOKEN)
+        push_gz2_dataset_repo(server.endpoint, repo_folder, token=TOKEN, revision="v1")
+        yield server
+
+
+def test_a_hub_dataset_id_loads_through_the_real_client(hub, tmp_path, monkeypatch):
+    from huggingface_hub import snapshot_download
+
+    from tests.hub_datasets import REPO_ID
+    from tests.hub_helpers import hub_offline
+
+    dsd = load_galaxy_dataset(REPO_ID, dataset_config_name="tiny", image_size=32, cache_dir=tmp_path / "c")
+    assert hub.file_requests(REPO_ID, "tiny/train-00000-of-00001.parquet", repo_type="dataset")
+    info = dsd.galaxy_info
+    assert info["dataset_id"] == REPO_ID and info["config"] == "tiny" and info["release"] == "Galaxy Zoo 2"
+    assert info["catalog"] == f"Hub dataset {REPO_ID} (tiny)"
+    assert info["split_sizes"]["test"] == 2 and sum(info["split_sizes"].values()) == 6
+    full = load_galaxy_dataset(REPO_ID, label_scheme="tree", tree_questions="complete", revision="v1",
+                               image_size=32, cache_dir=tmp_path / "c")  # fmt: skip
+    assert info["n_dropped"] == 0 and sum(len(d) for d in full.values()) == 16
+    assert full.galaxy_info["revision"] == "v1"
+    # the counts are the repo's own (the root question of one test galaxy)
+    import datasets
+
+    source = datasets.load_dataset(REPO_ID, split="test")
+    row = next(r for r in full["test"])
+    src = next(r for r in source if str(r["id_str"]) == row["id"])
+    assert row["counts"][:3] == [
+        src[f"smooth-or-featured-gz2_{a}"] for a in ("smooth", "featured-or-disk", "artifact")
+    ]
+    # a local copy of the repo reads the same galaxies
+    local = snapshot_download(REPO_ID, repo_type="dataset")
+    copy = load_galaxy_dataset(local, dataset_config_name="tiny", image_size=32, cache_dir=tmp_path / "c")
+    assert sorted(copy["test"]["id"]) == sorted(dsd["test"]["id"])
+    hub_offline(monkeypatch)
+    with pytest.raises(CatalogError) as err:
+        load_galaxy_dataset("someone/not-cached", cache_dir=tmp_path / "c")
+    message = str(err.value)
+    assert "\n" not in message and "Hub dataset someone/not-cached: could not be loaded" in message
+    assert "once with network access" in message
+
+
+def test_recipes_train_on_a_hub_dataset_id(hub, tmp_path):
+    from hf_galaxy import finetune
+    from tests.galaxy_tiny import TINY_VIT
+    from tests.hub_datasets import REPO_ID
+
+    result = finetune(REPO_ID, TINY_VIT, tmp_path / "out", dataset_config_name="tiny", image_size=32,
+                      max_steps=1, per_device_train_batch_size=4, eval_strategy="no", report_to="none",
+                      use_cpu=True, num_grid_images=0)  # fmt: skip
+    card = json.loads((tmp_path / "out" / "hf_galaxy_card.json").read_text())
+    assert card["dataset"]["dataset_id"] == REPO_ID and card["dataset"]["source"] == REPO_ID
+    assert "test_accuracy" in result.metrics
+
+
+def _ortho_rows(tree, campaign: str, n: int, seed: int = 1) -> dict:
+    """Counts walked down ``tree`` (each child's total = its parent answer's count), ``{q}-{campaign}_...``."""
+    rng = np.random.default_rng(seed)
+    rows = _gz2_rows(n, seed)
+    rows = {k: rows[k] for k in ("image", "id_str", "ra", "dec")}
+    totals: dict[str, np.ndarray] = {}
+    for q in tree.questions:
+        if q.parent is None:
+            total = rng.integers(10, 40, n)
+        else:
+            total = rows[f"{q.parent[0]}-{campaign}_{q.parent[1]}"]
+        probs = rng.dirichlet(np.ones(len(q.answers)), n)
+        counts = np.array([rng.multinomial(int(t), p) for t, p in zip(total, probs)])
+        for k, a in enumerate(q.answers):
+            rows[f"{q.name}-{campaign}_{a}"] = counts[:, k].astype(np.int32)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rows[f"{q.name}-{campaign}_{a}_fraction"] = (counts[:, k] / total).astype(np.float32)
+        rows[f"{q.name}-{campaign}_total-votes"] = np.asarray(total, dtype=np.int32)
+        totals[q.name] = total
+    return rows
+
+
+def test_gz_candels_hubble_and_evo_tables_read_with_their_trees_and_drop_bad_counts(tmp_path):
+    import datasets
+
+    from hf_galaxy.data.catalogs.trees import GZ_CANDELS_TREE, GZ_HUBBLE_TREE
+    from hf_galaxy.data.tree import TreeLayout
+
+    rows = _ortho_rows(GZ_CANDELS_TREE, "candels", 30)
+    rows["clump-count-candels_2"][0] = -1  # a negative count
+    rows["bar-candels_yes_fraction"][1] = (
+        0.99 if rows["bar-candels_yes_fraction"][1] < 0.5 else 0.0
+    )  # disagrees
+    ds = datasets.Dataset.from_dict(rows).cast_column("image", datasets.Image())
+    dsd = load_galaxy_dataset(ds, label_scheme="tree", image_size=32, cache_dir=tmp_path / "c")
+    assert dsd.galaxy_info["release"] == "Galaxy Zoo CANDELS"
+    assert TreeLayout.from_dict(dsd.galaxy_info["tree"]) == TreeLayout.from_tree(GZ_CANDELS_TREE)
+    assert sum(len(d) for d in dsd.values()) == 28
+    reasons = {d["id"]: d["reason"] for d in dsd.report.dropped}
+    assert reasons == {"g000": "vote count negative", "g001": "fractions do not match the counts"}
+    by_question = load_galaxy_dataset(ds, question="clumpy-appearance", min_share_asked=0.0, image_size=32,
+                                      cache_dir=tmp_path / "c")  # fmt: skip
+    assert by_question["train"].features["label"].names == ["clumpy_appearance_yes", "clumpy_appearance_no"]
+
+    hubble = _ortho_rows(GZ_HUBBLE_TREE, "hubble", 10, seed=2)
+    evo = {
+        **_ortho_rows(GZ_CANDELS_TREE, "candels", 10, seed=3),
+        **{k: v for k, v in hubble.items() if "-hubble_" in k},
+    }
+    evo_ds = datasets.Dataset.from_dict(evo).cast_column("image", datasets.Image())
+    union = load_galaxy_dataset(evo_ds, label_scheme="tree", image_size=32, cache_dir=tmp_path / "c")
+    assert union.galaxy_info["release"] == "Galaxy Zoo Evo (hubble + candels)"
+    layout = TreeLayout.from_dict(union.galaxy_info["tree"])
+    assert layout.n_answers == 40 + 38 and layout.questions[0] == "smooth-or-featured-hubble"

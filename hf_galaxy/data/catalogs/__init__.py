@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 # Order matters for auto-detection: the most specific layouts first.
-_READERS = ["gz1", "gz2", "kaggle", "decals", "galaxy10", "imagefolder"]
+_READERS = ["gz1", "ortho", "gz2", "kaggle", "decals", "galaxy10", "imagefolder"]
 FORMATS = tuple(_READERS)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -114,6 +115,81 @@ def mask_unanswered(values: pd.DataFrame, total: pd.Series | None) -> pd.DataFra
     out = values.copy()
     out.loc[nobody, :] = np.nan
     return out
+
+
+#: how far a catalogue's vote fraction may be from its count / total-votes (the releases round to 3 decimals)
+FRACTION_TOLERANCE = 0.01
+
+
+def ortho_votes(
+    df: pd.DataFrame, questions: Sequence[tuple[str, str, Any]], out: dict[str, object]
+) -> tuple[set[str], list[str], dict[str, np.ndarray]]:
+    """Read galaxy-datasets "ortho" vote columns into ``out``: for each ``(column base, canonical name,
+    question)``, the counts ``<base>_<answer>`` (-> ``<name>_<answer>_count``), the fractions
+    ``<base>_<answer>_fraction`` (or counts / ``<base>_total-votes`` when a question has no fractions; ->
+    ``<name>_<answer>``, NaN where nobody answered) and the total (-> ``<name>_total-votes``).
+
+    Returns the columns consumed, the questions whose fractions were computed from counts, and the rows to
+    drop with their reason: a negative count, or fractions that differ from count / total by more than
+    :data:`FRACTION_TOLERANCE`.
+    """
+    cols = set(df.columns)
+    consumed: set[str] = set()
+    computed: list[str] = []
+    negative = np.zeros(len(df), dtype=bool)
+    mismatch = np.zeros(len(df), dtype=bool)
+    for base, name, q in questions:
+        counts = [f"{base}_{a}" for a in q.answers]
+        fracs = [f"{base}_{a}_fraction" for a in q.answers]
+        total_col = f"{base}_total-votes"
+        has_counts, has_fracs = all(c in cols for c in counts), all(c in cols for c in fracs)
+        if not has_counts and not has_fracs:
+            continue
+        count = None
+        if has_counts:
+            count = pd.DataFrame({a: numeric(df[c]) for a, c in zip(q.answers, counts)})
+            total = numeric(df[total_col]) if total_col in cols else count.sum(axis=1, min_count=1)
+            negative |= (count < 0).any(axis=1).to_numpy()
+            for a in q.answers:
+                out[f"{name}_{a}_count"] = count[a].to_numpy()
+        else:
+            total = numeric(df[total_col]) if total_col in cols else None
+        if has_fracs:
+            values = pd.DataFrame({f"{name}_{a}": numeric(df[c]) for a, c in zip(q.answers, fracs)})
+            if count is not None:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    implied = count.to_numpy() / total.where(total > 0).to_numpy()[:, None]
+                gap = np.abs(values.to_numpy() - implied)
+                mismatch |= np.nan_to_num(gap, nan=0.0).max(axis=1) > FRACTION_TOLERANCE
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                values = count.div(total.where(total > 0), axis=0)
+            values.columns = [f"{name}_{a}" for a in q.answers]
+            computed.append(name)
+        values = mask_unanswered(values, total)
+        out.update({c: values[c].to_numpy() for c in values.columns})
+        if total is not None:
+            out[f"{name}_total-votes"] = total.to_numpy(dtype=float)
+        consumed.update([*counts, *fracs, total_col])
+    bad = {"vote count negative": negative, "fractions do not match the counts": mismatch & ~negative}
+    return consumed, computed, bad
+
+
+def drop_rows(
+    out: dict[str, object], bad: dict[str, np.ndarray], ids: Sequence[str]
+) -> tuple[dict[str, object], list[tuple[str, str]]]:
+    """``out`` (columns of equal length) without the rows flagged in ``bad`` (reason -> mask), and the
+    ``(id, reason)`` of each dropped row."""
+    dropped: list[tuple[str, str]] = []
+    drop = np.zeros(len(ids), dtype=bool)
+    for reason, mask in bad.items():
+        for i in np.flatnonzero(mask & ~drop):
+            dropped.append((str(ids[i]), reason))
+        drop |= mask
+    if not drop.any():
+        return out, dropped
+    keep = ~drop
+    return {k: np.asarray(v)[keep] for k, v in out.items()}, dropped
 
 
 _SEXAGESIMAL = r"^\s*([+-]?)(\d{1,3})[: ](\d{1,2})[: ](\d{1,2}(?:\.\d*)?)\s*$"

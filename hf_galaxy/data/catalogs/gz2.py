@@ -204,32 +204,10 @@ def _read_ortho(path: Path, df: pd.DataFrame, image_dir: Path | None) -> Catalog
         finder = common.ImageFinder(root)
         out["image_path"] = np.array([finder.find(g, (g[:6],)) for g in ids], dtype=object)
     consumed = {id_col, "file_loc"}
-    computed = []
-    for q in GZ2_TREE.questions:
-        base = f"{q.name}{_ORTHO}"
-        counts = [f"{base}_{a}" for a in q.answers]
-        fracs = [f"{base}_{a}_fraction" for a in q.answers]
-        total_col = f"{base}_total-votes"
-        if not all(c in cols for c in counts) and not all(c in cols for c in fracs):
-            continue
-        if all(c in cols for c in counts):
-            count = pd.DataFrame({a: common.numeric(df[c]) for a, c in zip(q.answers, counts)})
-            total = common.numeric(df[total_col]) if total_col in cols else count.sum(axis=1, min_count=1)
-            for a in q.answers:
-                out[f"{q.name}_{a}_count"] = count[a].to_numpy()
-        else:
-            total = common.numeric(df[total_col]) if total_col in cols else None
-        if all(c in cols for c in fracs):
-            values = pd.DataFrame({f"{q.name}_{a}": common.numeric(df[c]) for a, c in zip(q.answers, fracs)})
-        else:
-            values = count.div(total.where(total > 0), axis=0)
-            values.columns = [f"{q.name}_{a}" for a in q.answers]
-            computed.append(q.name)
-        values = common.mask_unanswered(values, total)
-        out.update({c: values[c].to_numpy() for c in values.columns})
-        if total is not None:
-            out[f"{q.name}_total-votes"] = total.to_numpy(dtype=float)
-        consumed.update([*counts, *fracs, total_col])
+    used, computed, bad = common.ortho_votes(
+        df, [(f"{q.name}{_ORTHO}", q.name, q) for q in GZ2_TREE.questions], out
+    )
+    consumed |= used
     for c in ("ra", "dec"):
         if c in cols:
             out[c] = common.numeric(df[c]).to_numpy()
@@ -237,6 +215,7 @@ def _read_ortho(path: Path, df: pd.DataFrame, image_dir: Path | None) -> Catalog
     for c in cols:
         if c not in consumed and c not in out:
             out[c] = df[c].to_numpy()
+    out, dropped = common.drop_rows(out, bad, ids.to_numpy())
     table = pd.DataFrame(out)
     tree = GZ2_TREE.restrict(list(table.columns))
     meta: dict[str, object] = {
@@ -250,4 +229,4 @@ def _read_ortho(path: Path, df: pd.DataFrame, image_dir: Path | None) -> Catalog
     }
     if computed:
         meta["fractions_from_counts"] = computed
-    return Catalog(table=table, release=RELEASE, source=source, tree=tree, meta=meta)
+    return Catalog(table=table, release=RELEASE, source=source, tree=tree, meta=meta, dropped=dropped)

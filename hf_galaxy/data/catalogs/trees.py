@@ -9,6 +9,8 @@ suffixes) are aliases, so ``tree.question("t04_spiral")`` and ``tree.question("C
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from hf_galaxy.data.catalogs.base import CatalogError, DecisionTree, Question
 
 # --------------------------------------------------------------------------------------------- GZ1
@@ -299,12 +301,80 @@ GZD12_TREE = _suffix_aliases(GZD12_TREE, ("-dr12",))
 
 DECALS_TREES: dict[str, DecisionTree] = {"gzd-5": GZD5_TREE, "gzd-1-2": GZD12_TREE}
 
+# ------------------------------------------------------------------------- GZ Hubble / GZ CANDELS
+
+#: (question, answers, parent (question, answer) or None, text): the trees as galaxy-datasets / Zoobot define them
+#: (zoobot ``shared/label_metadata.py``: ``hubble_pairs`` / ``candels_pairs`` and their dependencies).
+_HUBBLE_SPEC: tuple[tuple[str, tuple[str, ...], tuple[str, str] | None, str], ...] = (
+    ("smooth-or-featured", ("smooth", "features", "artifact"), None, "Smooth, features or disk, or artifact?"),
+    ("how-rounded", ("completely", "in-between", "cigar-shaped"), ("smooth-or-featured", "smooth"), "How rounded is it?"),
+    ("clumpy-appearance", ("yes", "no"), ("smooth-or-featured", "features"), "Does the galaxy have a mostly clumpy appearance?"),
+    ("clump-count", ("1", "2", "3", "4", "5-plus", "cant-tell"), ("clumpy-appearance", "yes"), "How many clumps?"),
+    ("galaxy-symmetrical", ("yes", "no"), ("clumpy-appearance", "yes"), "Does the galaxy appear symmetrical?"),
+    ("clumps-embedded-larger-object", ("yes", "no"), ("clumpy-appearance", "yes"), "Are the clumps embedded in a larger object?"),
+    ("disk-edge-on", ("yes", "no"), ("clumpy-appearance", "no"), "Edge-on disk?"),
+    ("bulge-shape", ("rounded", "boxy", "none"), ("disk-edge-on", "yes"), "Edge-on bulge shape?"),
+    ("bar", ("yes", "no"), ("disk-edge-on", "no"), "Is there a bar?"),
+    ("has-spiral-arms", ("yes", "no"), ("disk-edge-on", "no"), "Spiral arms?"),
+    ("spiral-winding", ("tight", "medium", "loose"), ("disk-edge-on", "no"), "Arm winding?"),
+    ("spiral-arm-count", ("1", "2", "3", "4", "5-plus", "cant-tell"), ("disk-edge-on", "no"), "How many spiral arms?"),
+    ("bulge-size", ("none", "just-noticeable", "obvious", "dominant"), ("disk-edge-on", "no"), "How prominent is the bulge?"),
+)  # fmt: skip
+_CANDELS_SPEC: tuple[tuple[str, tuple[str, ...], tuple[str, str] | None, str], ...] = (
+    ("smooth-or-featured", ("smooth", "features", "artifact"), None, "Smooth, features or disk, or artifact?"),
+    ("how-rounded", ("completely", "in-between", "cigar-shaped"), ("smooth-or-featured", "smooth"), "How rounded is it?"),
+    ("clumpy-appearance", ("yes", "no"), ("smooth-or-featured", "features"), "Does the galaxy have a mostly clumpy appearance?"),
+    ("clump-count", ("1", "2", "3", "4", "5-plus", "cant-tell"), ("clumpy-appearance", "yes"), "How many clumps?"),
+    ("disk-edge-on", ("yes", "no"), ("clumpy-appearance", "no"), "Edge-on disk?"),
+    ("edge-on-bulge", ("yes", "no"), ("disk-edge-on", "yes"), "Does the edge-on disk have a bulge?"),
+    ("bar", ("yes", "no"), ("disk-edge-on", "no"), "Is there a bar?"),
+    ("has-spiral-arms", ("yes", "no"), ("disk-edge-on", "no"), "Spiral arms?"),
+    ("spiral-winding", ("tight", "medium", "loose"), ("disk-edge-on", "no"), "Arm winding?"),
+    ("spiral-arm-count", ("1", "2", "3", "4", "5-plus", "cant-tell"), ("disk-edge-on", "no"), "How many spiral arms?"),
+    ("bulge-size", ("none", "obvious", "dominant"), ("disk-edge-on", "no"), "How prominent is the bulge?"),
+    ("merging", ("merger", "tidal-debris", "both", "neither"), None, "Is the galaxy merging or does it have tidal debris?"),
+)  # fmt: skip
+
+
+def tree_from_spec(
+    name: str, spec: Sequence[tuple[str, tuple[str, ...], tuple[str, str] | None, str]]
+) -> DecisionTree:
+    """A :class:`DecisionTree` from ``(question, answers, parent, text)`` rows (parents before children)."""
+    return DecisionTree(name, tuple(Question(q, tuple(a), p, text) for q, a, p, text in spec))
+
+
+GZ_HUBBLE_TREE = tree_from_spec("gz-hubble", _HUBBLE_SPEC)
+"""The GZ Hubble tree (Willett et al. 2017) in the galaxy-datasets slugs (``-hubble`` columns)."""
+GZ_CANDELS_TREE = tree_from_spec("gz-candels", _CANDELS_SPEC)
+"""The GZ CANDELS tree (Simmons et al. 2017) in the galaxy-datasets slugs (``-candels`` columns)."""
+
+#: galaxy-datasets campaign suffix (``smooth-or-featured-dr5_smooth``) -> the decision tree of its votes
+CAMPAIGN_TREES: dict[str, DecisionTree] = {
+    "gz2": GZ2_TREE, "dr5": GZD5_TREE, "dr8": GZD5_TREE, "dr12": GZD12_TREE,
+    "hubble": GZ_HUBBLE_TREE, "candels": GZ_CANDELS_TREE,
+}  # fmt: skip
+
+
+def union_tree(campaigns: Sequence[str], name: str = "gz-evo") -> DecisionTree:
+    """The decision tree of several campaigns' votes side by side (GZ Evo, Walmsley et al. 2024): every
+    question of each campaign's tree, named ``<question>-<campaign>`` as in galaxy-datasets, with its parent
+    renamed alike. A galaxy shown in one campaign has no votes for the others' questions."""
+    questions = []
+    for c in campaigns:
+        for q in CAMPAIGN_TREES[c].questions:
+            parent = (f"{q.parent[0]}-{c}", q.parent[1]) if q.parent else None
+            questions.append(Question(f"{q.name}-{c}", q.answers, parent, q.text))
+    return DecisionTree(name, tuple(questions))
+
+
 TREES: dict[str, DecisionTree] = {
     "gz1": GZ1_TREE,
     "gz2": GZ2_TREE,
     "kaggle": GZ2_TREE,
     "gzd-5": GZD5_TREE,
     "gzd-1-2": GZD12_TREE,
+    "gz-hubble": GZ_HUBBLE_TREE,
+    "gz-candels": GZ_CANDELS_TREE,
 }
 """Every known tree by name (``kaggle`` is the GZ2 tree)."""
 
