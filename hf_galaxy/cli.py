@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "similar": "hf_galaxy.commands.similar",
     "convert-zoobot": "hf_galaxy.commands.convert_zoobot",
     "publish": "hf_galaxy.commands.publish",
+    "publish-dataset": "hf_galaxy.commands.publish_dataset",
     "ensemble": "hf_galaxy.commands.ensemble",
     "demo": "hf_galaxy.commands.demo",
 }

@@ -230,3 +230,39 @@ def test_gz_candels_hubble_and_evo_tables_read_with_their_trees_and_drop_bad_cou
     assert union.galaxy_info["release"] == "Galaxy Zoo Evo (hubble + candels)"
     layout = TreeLayout.from_dict(union.galaxy_info["tree"])
     assert layout.n_answers == 40 + 38 and layout.questions[0] == "smooth-or-featured-hubble"
+
+
+# ------------------------------------------------------------------------------------------ publishing
+def test_a_prepared_dataset_publishes_with_its_card_and_loads_back(hub, tmp_path, capsys):
+    import datasets
+    from huggingface_hub import DatasetCard
+
+    from hf_galaxy.cli import main
+    from hf_galaxy.hub import publish_dataset
+    from tests.hub_datasets import REPO_ID
+
+    dsd = load_galaxy_dataset(
+        REPO_ID, label_scheme="clean", threshold=0.5, image_size=32, cache_dir=tmp_path / "c"
+    )
+    prepared = tmp_path / "prepared"
+    dsd.save_to_disk(str(prepared))
+    dry = publish_dataset(prepared, "tester/gz2-clean", dry_run_dir=tmp_path / "dry")
+    assert sorted(dry.files) == sorted(["README.md", *(f"data/{s}-00000-of-00001.parquet" for s in dsd)])
+    card = DatasetCard.load(tmp_path / "dry" / "README.md")
+    assert card.data.license == "cc-by-4.0" and card.data.task_categories == ["image-classification"]
+    assert "galaxy-zoo" in card.data.tags and card.data.configs[0]["config_name"] == "default"
+    text = card.text
+    assert "Galaxy Zoo 2" in text and "Label scheme: `clean`" in text and "at least 0.5" in text
+    assert f"Source dataset: `{REPO_ID}`" in text and "Willett et al. 2013" in text
+    for split, ds in dsd.items():
+        assert f"| {split} | {len(ds)} |" in text
+    assert main(["publish-dataset", str(prepared), "tester/gz2-clean"]) == 0
+    assert "published the dataset" in capsys.readouterr().out
+    pushed = {k for k in hub.files("tester/gz2-clean", repo_type="dataset") if k != ".gitattributes"}
+    assert pushed == set(dry.files)
+    back = datasets.load_dataset("tester/gz2-clean")
+    assert {s: len(d) for s, d in back.items()} == {s: len(d) for s, d in dsd.items()}
+    assert back["train"].features["label"].names == dsd["train"].features["label"].names
+    assert back["test"][0]["image"].size == (32, 32) and back["test"]["id"] == dsd["test"]["id"]
+    with pytest.raises(ValueError, match="not a Hub license identifier"):
+        publish_dataset(dsd, "tester/x", license="beer", dry_run_dir=tmp_path / "dry2")

@@ -11,7 +11,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hf_galaxy.commands import add_dataclass_arguments
     from hf_galaxy.training import DatasetArguments
 
-    parser.add_argument("catalog", help="catalogue file (CSV/Parquet/FITS/HDF5) or image folder")
+    parser.add_argument(
+        "catalog",
+        help="catalogue file (CSV/Parquet/FITS/HDF5), image folder, or Hub dataset id (mwalmsley/gz2)",
+    )
     parser.add_argument("--output", "-o", default=None, help="save the DatasetDict here (save_to_disk)")
     parser.add_argument("--format", default="auto", help="catalogue layout (default: auto-detect)")
     parser.add_argument("--image_size", type=int, default=None, help="resize cutouts (pixels)")

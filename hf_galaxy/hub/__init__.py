@@ -6,9 +6,11 @@
   :func:`push_plan` is the one push path (also used for ensembles), :func:`strip_local_paths` keeps local paths
   out of published JSON.
 - :func:`pull`: download a published model (or find it in the local cache when offline).
+- :func:`publish_dataset`: push a prepared dataset (parquet with the images inside) with a generated dataset card.
 """
 
 from hf_galaxy.hub.card import CARD_DATA_FILENAME, CardCallback, GalaxyCardData
+from hf_galaxy.hub.datasets import dataset_card_text, publish_dataset
 from hf_galaxy.hub.publish import (
     PublishError,
     PublishResult,
@@ -36,8 +38,10 @@ __all__ = [
     "UploadPlan",
     "check_repo_id",
     "check_revision",
+    "dataset_card_text",
     "finish_output_dir",
     "publish",
+    "publish_dataset",
     "publish_from_training_args",
     "pull",
     "push_plan",

@@ -116,6 +116,10 @@ class UploadPlan:
     card: GalaxyCardData | None = None
     default_commit_message: str = DEFAULT_COMMIT_MESSAGE
     dry_run_option: str = "--dry_run DIR"
+    #: ``"model"`` or ``"dataset"`` (:func:`hf_galaxy.hub.datasets.publish_dataset`)
+    repo_type: str = "model"
+    #: remote files of these name patterns that the upload no longer has are deleted
+    managed_patterns: tuple[str, ...] = MANAGED_PATTERNS
 
 
 def _is_real_hub(endpoint: str) -> bool:
@@ -581,26 +585,29 @@ def _push(
 ) -> PublishResult:
     output_dir = plan.source
     api = HfApi(endpoint=endpoint, token=token)
-    target = f"{endpoint}/{repo_id}" + (f" (revision {revision})" if revision else "")
+    kind = plan.repo_type
+    target = f"{endpoint}/{'datasets/' if kind == 'dataset' else ''}{repo_id}" + (
+        f" (revision {revision})" if revision else ""
+    )
     try:
-        repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
+        repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type=kind)
         if repo_url.repo_id != repo_id:  # a repo id without namespace lands in the user's namespace
             repo_id = repo_url.repo_id
             if plan.render_card is not None and README_NAME in plan.files:
                 plan.files[README_NAME].write_text(plan.render_card(repo_id), encoding="utf-8")
-        if private and api.repo_info(repo_id).private is False:
+        if private and api.repo_info(repo_id, repo_type=kind).private is False:
             raise PublishError(
                 f"{endpoint}/{repo_id} already exists and is public, so private=True (--private) cannot be honoured; "
                 "nothing was uploaded. Make the repo private on the Hub first, or publish without --private."
             )
         if revision and revision != constants.DEFAULT_REVISION:
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
-        remote = api.list_repo_files(repo_id, revision=revision)
+            api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type=kind)
+        remote = api.list_repo_files(repo_id, revision=revision, repo_type=kind)
         stale = sorted(
             f
             for f in remote
             if f not in plan.files
-            and any(fnmatch.fnmatch(PurePosixPath(f).name, p) for p in MANAGED_PATTERNS)
+            and any(fnmatch.fnmatch(PurePosixPath(f).name, p) for p in plan.managed_patterns)
         )
         operations: list[Any] = [CommitOperationDelete(path_in_repo=f) for f in stale]
         operations += [
@@ -612,6 +619,7 @@ def _push(
             commit_message=commit_message or plan.default_commit_message,
             commit_description=f"Published from `{output_dir.name}` by hf-galaxy.",
             revision=revision,
+            repo_type=kind,
         )
     except OfflineModeIsEnabled as err:
         raise PublishError(

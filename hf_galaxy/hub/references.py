@@ -126,6 +126,20 @@ CITATIONS: dict[str, tuple[str, str]] = {
         "Walmsley M. et al. 2023, MNRAS 526, 4768: Galaxy Zoo DESI: detailed morphology measurements for 8.7M "
         "galaxies in the DESI Legacy Imaging Surveys.",
     ),
+    "willett2017": (
+        "Willett et al. 2017",
+        "Willett K. W. et al. 2017, MNRAS 464, 4176: Galaxy Zoo: morphological classifications for 120 000 "
+        "galaxies in HST legacy imaging.",
+    ),
+    "simmons2017": (
+        "Simmons et al. 2017",
+        "Simmons B. D. et al. 2017, MNRAS 464, 4420: Galaxy Zoo: quantitative visual morphological "
+        "classifications for 48 000 galaxies from CANDELS.",
+    ),
+    "walmsley2024_evo": (
+        "Walmsley et al. 2024",
+        "Walmsley M. et al. 2024, arXiv:2404.02973: Scaling Laws for Galaxy Images (GZ Evo).",
+    ),
     "walmsley2023_zoobot": (
         "Walmsley et al. 2023 (Zoobot)",
         "Walmsley M. et al. 2023, JOSS 8(85), 5312: Zoobot: Adaptable Deep Learning Models for Galaxy Morphology.",
@@ -189,6 +203,17 @@ RELEASES: dict[str, tuple[str, str, list[str]]] = {
         "DECaLS DR1/2 grz colour composites",
         ["walmsley_mnist", "walmsley2022"],
     ),
+    "gz_hubble": (
+        "Galaxy Zoo Hubble",
+        "HST ACS (COSMOS, GOODS, AEGIS, GEMS...) colour composites",
+        ["willett2017"],
+    ),
+    "gz_candels": ("Galaxy Zoo CANDELS", "HST CANDELS WFC3/ACS colour composites", ["simmons2017"]),
+    "gz_evo": (
+        "Galaxy Zoo Evo",
+        "the imaging of each campaign it unites (SDSS, DECaLS, HST ...)",
+        ["walmsley2024_evo", "willett2013", "walmsley2022"],
+    ),
     "synthetic": (
         "hf-galaxy synthetic Galaxy Zoo",
         "procedurally generated cut-outs with a Galaxy Zoo 1 catalogue layout (not real sky data)",
@@ -208,6 +233,9 @@ _ALIASES = {
     "galaxy10_sdss": "galaxy10",
     "galaxy10_decals": "galaxy10_decals",
     "galaxymnist": "galaxy_mnist",
+    "galaxy_zoo_hubble": "gz_hubble",
+    "galaxy_zoo_candels": "gz_candels",
+    "galaxy_zoo_evo": "gz_evo",
 }
 
 
@@ -224,6 +252,9 @@ def release_info(release: str | None) -> tuple[str, str, list[str]] | None:
         return None
     slug = _slug(release)
     slug = _ALIASES.get(slug, slug)
+    slug = next(
+        (v for k, v in _ALIASES.items() if slug.startswith(k + "_")), slug
+    )  # "galaxy_zoo_evo_gz2_dr5"
     if slug in RELEASES:
         return RELEASES[slug]
     for key in sorted(RELEASES, key=len, reverse=True):  # longest key first: galaxy10_decals before galaxy10
