@@ -266,3 +266,30 @@ def test_a_prepared_dataset_publishes_with_its_card_and_loads_back(hub, tmp_path
     assert back["test"][0]["image"].size == (32, 32) and back["test"]["id"] == dsd["test"]["id"]
     with pytest.raises(ValueError, match="not a Hub license identifier"):
         publish_dataset(dsd, "tester/x", license="beer", dry_run_dir=tmp_path / "dry2")
+
+
+# ---------------------------------------------------------------------------------------- several nodes
+def test_streamed_preparation_shards_across_two_processes(tmp_path):
+    """Two processes (RANK 0/1 of WORLD_SIZE 2) each stream their shards with split_dataset_by_node: together
+    they see every training galaxy exactly once (the split has several shards, so each node gets whole ones)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hf_galaxy.data.synthetic import make_galaxy_zoo
+
+    zoo = make_galaxy_zoo(tmp_path / "zoo", 40, image_size=32, show_progress=False)
+    worker = Path(__file__).with_name("shard_worker.py")
+    procs = []
+    for rank in (0, 1):
+        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "PYTHONPATH": str(worker.parents[1])}
+        procs.append(subprocess.Popen(
+            [sys.executable, str(worker), str(zoo.catalog_path), str(tmp_path / f"rank{rank}.json")], env=env
+        ))  # fmt: skip
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    parts = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    whole = load_galaxy_dataset(zoo.catalog_path, image_size=32, cache_dir=tmp_path / "c")["train"]["id"]
+    assert parts[0]["n_shards"] > 1 and parts[0]["ids"] and parts[1]["ids"]
+    assert not set(parts[0]["ids"]) & set(parts[1]["ids"])
+    assert sorted(parts[0]["ids"] + parts[1]["ids"]) == sorted(whole)

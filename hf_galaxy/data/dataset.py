@@ -39,6 +39,8 @@ SPLITS = ("train", "validation", "test")
 _SPLIT_SPELLINGS = {"train": ("training",), "validation": ("val", "valid", "dev"), "test": ("testing",)}
 _SPLIT_ALIASES = {alias: split for split, more in _SPLIT_SPELLINGS.items() for alias in (split, *more)}
 _INFO_PREFIX = "hf-galaxy:"
+#: shards of each streamed split (``IterableDataset.n_shards``): what nodes and DataLoader workers divide
+STREAMING_SHARDS = 32
 #: ``image_path`` of a row whose image is stored in the source dataset: ``embedded://SPLIT`` (row ``image_index``)
 EMBEDDED_PREFIX = "embedded://"
 _FORMAT_VERSION = "1"  # bump when the prepared rows change, to invalidate old caches
@@ -439,8 +441,11 @@ class RowBlock:
             }
         )
 
-    def shards(self, n: int) -> list[RowBlock]:
-        """``n`` interleaved shards (row ``k`` goes to shard ``k % n``)."""
+    def shards(self, n: int, *, contiguous: bool = False) -> list[RowBlock]:
+        """``n`` shards: interleaved (row ``k`` goes to shard ``k % n``), or ``contiguous`` runs of rows (read
+        one after the other they keep the rows' order)."""
+        if contiguous:
+            return [self.take(idx) for idx in np.array_split(np.arange(len(self)), n) if len(idx)]
         return [self.take(np.arange(i, len(self), n)) for i in range(n)]
 
     def row(self, k: int) -> dict[str, Any]:
@@ -789,11 +794,13 @@ def load_galaxy_dataset(
         for s, rows in rows_by_split.items():
             if not rows:
                 continue
+            # contiguous shards: datasets.distributed.split_dataset_by_node gives each node whole shards, so a
+            # node prepares only its own images (and one process reads them in the catalogue's order)
             it = datasets.IterableDataset.from_generator(
-                _generate_rows,
+                _generate_sharded,
                 features=features,
                 gen_kwargs={
-                    "rows": rows,
+                    "rows": rows.shards(min(len(rows), STREAMING_SHARDS), contiguous=True),
                     "image_size": image_size,
                     "strict": strict,
                     "max_pixels": max_image_pixels,
