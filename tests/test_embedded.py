@@ -293,3 +293,33 @@ def test_streamed_preparation_shards_across_two_processes(tmp_path):
     assert parts[0]["n_shards"] > 1 and parts[0]["ids"] and parts[1]["ids"]
     assert not set(parts[0]["ids"]) & set(parts[1]["ids"])
     assert sorted(parts[0]["ids"] + parts[1]["ids"]) == sorted(whole)
+
+
+def test_streaming_a_hub_dataset_reads_the_parquet_lazily(hub, tmp_path):
+    from tests.hub_datasets import REPO_ID
+
+    hub.clear_log()
+    dsd = load_galaxy_dataset(REPO_ID, streaming=True, image_size=32)
+    files = [r for r in hub.file_requests(REPO_ID, repo_type="dataset") if r["path"].endswith(".parquet")]
+    assert files and all(
+        r["range"] for r in files
+    )  # only byte ranges of the parquet files, never all of them
+    streamed = list(dsd["test"])
+    whole = load_galaxy_dataset(REPO_ID, image_size=32, cache_dir=tmp_path / "c")
+    assert sorted(r["id"] for r in streamed) == sorted(whole["test"]["id"])
+    first = next(r for r in whole["test"] if r["id"] == streamed[0]["id"])
+    assert streamed[0]["label"] == first["label"] and streamed[0]["image"].size == (32, 32)
+    assert streamed[0]["image"].tobytes() == first["image"].tobytes()  # the same prepared image, stored once
+    assert dsd.galaxy_info["split_sizes"]["validation"] > 0  # made from train, as without streaming
+
+
+def test_streamed_images_are_the_prepared_images_not_a_second_jpeg_compression(tmp_path):
+    from hf_galaxy.data.synthetic import make_galaxy_zoo
+
+    zoo = make_galaxy_zoo(tmp_path / "zoo", 12, image_size=48, show_progress=False)
+    streamed = {
+        r["id"]: r["image"].tobytes()
+        for r in load_galaxy_dataset(zoo.catalog_path, streaming=True, image_size=32)["train"]
+    }
+    stored = load_galaxy_dataset(zoo.catalog_path, image_size=32, cache_dir=tmp_path / "c")["train"]
+    assert streamed and all(streamed[r["id"]] == r["image"].tobytes() for r in stored)

@@ -694,7 +694,9 @@ def load_galaxy_dataset(
         )
     embedded = None
     if is_embedded(catalog):  # a Hub dataset, a local copy of one, parquet with images, a Dataset object
-        embedded = open_embedded(catalog, name=dataset_config_name, revision=revision, cache_dir=cache_dir)
+        embedded = open_embedded(
+            catalog, name=dataset_config_name, revision=revision, cache_dir=cache_dir, streaming=streaming
+        )
         cat = read_catalog(
             InMemoryTable(_embedded_table(embedded), embedded.name), format=format, **reader_options
         )
@@ -791,24 +793,25 @@ def load_galaxy_dataset(
 
     if streaming:
         out = GalaxyIterableDatasetDict()
+        # skipped images are logged and left out by the generator itself: a filter() step would decode and
+        # re-encode every image (a second, lossy JPEG compression)
+        stream_features = datasets.Features({k: v for k, v in features.items() if k != "skip_reason"})
         for s, rows in rows_by_split.items():
             if not rows:
                 continue
-            # contiguous shards: datasets.distributed.split_dataset_by_node gives each node whole shards, so a
-            # node prepares only its own images (and one process reads them in the catalogue's order)
-            it = datasets.IterableDataset.from_generator(
-                _generate_sharded,
-                features=features,
-                gen_kwargs={
-                    "rows": rows.shards(min(len(rows), STREAMING_SHARDS), contiguous=True),
-                    "image_size": image_size,
-                    "strict": strict,
-                    "max_pixels": max_image_pixels,
-                    "embedded": embedded,
-                },
-            )
-            it = it.filter(_report_skip, input_columns=["skip_reason", "id"]).remove_columns("skip_reason")
-            out[s] = it
+            if embedded is not None and embedded.image_streams is not None:  # the Hub files, read lazily
+                generate, gen_rows = _generate_streamed_embedded, rows
+            else:
+                # contiguous shards: datasets.distributed.split_dataset_by_node gives each node whole shards, so
+                # a node prepares only its own images (and one process reads them in the catalogue's order)
+                generate = _generate_sharded
+                gen_rows = rows.shards(min(len(rows), STREAMING_SHARDS), contiguous=True)
+            out[s] = datasets.IterableDataset.from_generator(
+                _without_skips,
+                features=stream_features,
+                gen_kwargs={"generate": generate, "rows": gen_rows, "image_size": image_size, "strict": strict,
+                            "max_pixels": max_image_pixels, "embedded": embedded},
+            )  # fmt: skip
             report.split_sizes[s] = len(rows)
         out.report = report
         out.galaxy_info = {**info, "split_sizes": dict(report.split_sizes), "n_dropped": report.n_dropped}
@@ -911,11 +914,47 @@ def _generate_sharded(
         yield from _generate_rows(shard, image_size, strict, max_pixels, embedded)
 
 
-def _report_skip(reason: str, galaxy_id: str) -> bool:
-    if reason:
-        logger.warning("skipped id=%s: %s", galaxy_id, reason.partition("|")[2])
-        return False
-    return True
+def _generate_streamed_embedded(
+    rows: RowBlock, image_size: int | None, strict: bool, max_pixels: int | None, embedded: Any
+) -> Iterator[dict]:
+    """:func:`_generate_rows` for a streamed Hub dataset: each source split's images are read once, in their
+    order, and the rows of this split among them are prepared (so the examples come in the source's order)."""
+    for split in dict.fromkeys(p[len(EMBEDDED_PREFIX) :] for p in rows.paths.tolist()):
+        mine = np.flatnonzero(rows.paths == EMBEDDED_PREFIX + split)
+        wanted = {int(rows.indices[k]): int(k) for k in mine}
+        last = max(wanted)
+        for index, data in enumerate(embedded.stream_images(split)):
+            k = wanted.get(index)
+            if k is not None:
+                row = rows.row(k)
+                out = {c: v for c, v in row.items() if c not in ("image_path", "image_index")}
+                where = f"{embedded.name}[{split}][{index}] (id={row['id']})"
+                try:
+                    out["image"], error = prepare_embedded_image(data, where, image_size, max_pixels), None
+                except Exception as exc:  # one bad image never fails the whole load
+                    if not isinstance(exc, ImageError):
+                        exc = ImageError(
+                            f"{where}: unexpected {type(exc).__name__} ({exc})", "unexpected error"
+                        )
+                    if strict:
+                        raise ImageError(
+                            f"row id={row['id']}: {exc} (strict=True stops at the first problem)"
+                        ) from exc
+                    out["image"], error = None, exc
+                out["skip_reason"] = "" if error is None else f"{error.reason}|{error}"
+                yield out
+            if index >= last:
+                break
+
+
+def _without_skips(generate: Any, **kwargs: Any) -> Iterator[dict]:
+    """The examples of ``generate(**kwargs)`` whose image could be prepared; the others are logged (streaming)."""
+    for out in generate(**kwargs):
+        reason = out.pop("skip_reason")
+        if reason:
+            logger.warning("skipped id=%s: %s", out["id"], reason.partition("|")[2])
+            continue
+        yield out
 
 
 def _class_balance(ds) -> dict[str, int]:

@@ -38,6 +38,9 @@ class EmbeddedSource:
     hub: dict[str, Any] = field(default_factory=dict)
     #: whether the source's splits are kept (repos and DatasetDicts); a parquet file or a Dataset is split by seed
     own_splits: bool = True
+    #: streamed: ``splits`` hold the vote columns only and ``image_streams`` the image column, both read lazily
+    #: from the parquet files (only the columns asked for are fetched)
+    image_streams: dict[str, Any] | None = None
 
     def table(self) -> pd.DataFrame:
         """Every column but the images, all splits stacked, with ``split`` (the source split, when its splits are
@@ -47,7 +50,10 @@ class EmbeddedSource:
 
         frames = []
         for split, ds in self.splits.items():
-            frame = ds.remove_columns([self.image_column]).to_pandas()
+            if self.image_streams is not None:  # vote columns only, streamed in batches
+                frame = pd.concat([pd.DataFrame(b) for b in ds.iter(batch_size=10_000)], ignore_index=True)
+            else:
+                frame = ds.remove_columns([self.image_column]).to_pandas()
             for reserved in ("image_path", "image_index"):
                 if reserved in frame.columns:
                     frame = frame.rename(columns={reserved: f"source_{reserved}"})
@@ -68,6 +74,14 @@ class EmbeddedSource:
                     return f.read()
             return data
         return value
+
+    def stream_images(self, split: str) -> Any:
+        """The encoded images of ``split`` in row order (a streamed source only)."""
+        if self.image_streams is None:
+            raise ValueError(f"{self.name} is not streamed")
+        for row in self.image_streams[split]:
+            value = row[self.image_column]
+            yield value.get("bytes") if isinstance(value, Mapping) else value
 
     def fingerprint(self) -> str:
         """Identifies the source's content (the ``datasets`` fingerprints of its splits)."""
@@ -142,9 +156,12 @@ def open_embedded(
     name: str | None = None,
     revision: str | None = None,
     cache_dir: str | os.PathLike | None = None,
+    streaming: bool = False,
 ) -> EmbeddedSource:
     """The :class:`EmbeddedSource` of a Hub dataset id (``name``: its config, ``revision``: branch, tag or
     commit), a local copy of such a repo, a parquet file with an image column, or a ``Dataset``/``DatasetDict``.
+    With ``streaming`` a Hub id, repo copy or parquet file is read lazily: the vote columns first, the images
+    when they are iterated.
 
     A Hub id that cannot be had (offline and not cached, unknown repo or config) is a one-line
     :class:`~hf_galaxy.data.catalogs.CatalogError` saying how to get it.
@@ -170,6 +187,8 @@ def open_embedded(
             hub = {"dataset_id": text, "config": name, "revision": revision}
             kwargs.update(name=name, revision=revision)
         try:
+            if streaming:
+                return _open_streamed(source, kwargs, where, hub, own_splits, name)
             splits = _as_splits(datasets.load_dataset(source, **kwargs))
         except (FileNotFoundError, ConnectionError, ValueError, OSError) as err:
             detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -191,3 +210,31 @@ def open_embedded(
         if isinstance(ds.features.get(column), datasets.Image):
             splits[split] = ds.cast_column(column, datasets.Image(decode=False))
     return EmbeddedSource(name=where, splits=splits, image_column=column, hub=hub, own_splits=own_splits)
+
+
+def _open_streamed(
+    source: str, kwargs: dict[str, Any], where: str, hub: dict[str, Any], own_splits: bool, name: str | None
+) -> EmbeddedSource:
+    """:func:`open_embedded` with ``streaming``: two lazy readers of the same files, one of the vote columns
+    and one of the image column."""
+    import datasets
+
+    kwargs = {k: v for k, v in kwargs.items() if k != "cache_dir" and v is not None}
+    probe = datasets.load_dataset(source, streaming=True, **kwargs)
+    first = next(iter(probe.values())) if isinstance(probe, datasets.IterableDatasetDict) else probe
+    features = first.features
+    if features is None:  # no recorded features: read them off the first example's columns
+        features = datasets.Features({k: datasets.Value("string") for k in next(iter(first))})
+    column = _image_column(features, where + (f" ({name})" if name and hub else ""))
+    others = [c for c in features if c != column]
+    votes = datasets.load_dataset(source, streaming=True, columns=others, **kwargs)
+    images = datasets.load_dataset(source, streaming=True, columns=[column], **kwargs)
+    vote_splits = _as_splits(votes) if isinstance(votes, datasets.IterableDatasetDict) else {"train": votes}
+    image_splits = (
+        _as_splits(images) if isinstance(images, datasets.IterableDatasetDict) else {"train": images}
+    )
+    image_splits = {k: v.cast_column(column, datasets.Image(decode=False)) for k, v in image_splits.items()}
+    return EmbeddedSource(
+        name=where + (f" ({name})" if name and hub else ""), splits=vote_splits, image_column=column, hub=hub,
+        own_splits=own_splits, image_streams=image_splits,
+    )  # fmt: skip
