@@ -323,3 +323,28 @@ def test_streamed_images_are_the_prepared_images_not_a_second_jpeg_compression(t
     }
     stored = load_galaxy_dataset(zoo.catalog_path, image_size=32, cache_dir=tmp_path / "c")["train"]
     assert streamed and all(streamed[r["id"]] == r["image"].tobytes() for r in stored)
+
+
+def test_predict_and_embed_read_a_hub_dataset_id(hub, tmp_path):
+    import pandas as pd
+
+    from hf_galaxy.cli import main
+    from tests.hub_datasets import REPO_ID
+    from tests.hub_helpers import make_output_dir
+
+    model = make_output_dir(tmp_path / "model")
+    out = tmp_path / "p.csv"
+    assert (
+        main(
+            ["predict", REPO_ID, "--model", str(model), "--dataset_config_name", "tiny", "--output", str(out)]
+        )
+        == 0
+    )
+    frame = pd.read_csv(out, dtype={"id": str})
+    import datasets
+
+    tiny = datasets.load_dataset(REPO_ID, name="tiny")
+    assert sorted(frame["id"]) == sorted(str(i) for s in tiny.values() for i in s["id_str"])
+    assert main(["embed", REPO_ID, "--model", str(model), "--output_dir", str(tmp_path / "emb")]) == 0
+    emb = datasets.load_from_disk(str(tmp_path / "emb"))
+    assert len(emb) == 16 and {"id", "embedding", "ra", "dec"} <= set(emb.column_names)

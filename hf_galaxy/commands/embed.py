@@ -42,13 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _inputs(args: argparse.Namespace):
-    from hf_galaxy.inference.predict import ImageRows, input_rows
+    from hf_galaxy.inference.predict import inference_inputs
 
     path = Path(args.data).expanduser()
     prepared = args.data.startswith("synthetic:") or (path / "dataset_dict.json").is_file()
     if not prepared:
-        rows, extras = input_rows(path, args.image_dir, columns=("ra", "dec"))
-        return ImageRows(rows, extras)
+        return inference_inputs(args.data, args.image_dir, columns=("ra", "dec"))
     from datasets import concatenate_datasets
 
     from hf_galaxy.training.data import load_training_data

@@ -19,7 +19,13 @@ HELP = "predict classes for an image folder or catalogue with a trained classifi
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help="image folder (searched recursively) or catalogue file")
+    parser.add_argument(
+        "input", help="image folder (searched recursively), catalogue file, or Hub dataset id (mwalmsley/gz2)"
+    )
+    parser.add_argument("--dataset_config_name", default=None, help="config of a Hub dataset INPUT")
+    parser.add_argument(
+        "--dataset_revision", default=None, help="branch, tag or commit of a Hub dataset INPUT"
+    )
     parser.add_argument(
         "--model", required=True, help="training output directory, its adapter/ folder, or Hub repo id"
     )
@@ -35,22 +41,24 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from hf_galaxy.data.tree import tree_layout_of
-    from hf_galaxy.inference import fractions_frame, list_inputs, predict_files
+    from hf_galaxy.inference import fractions_frame, inference_inputs, predict_probs
     from hf_galaxy.models import load_for_inference, model_label_names
     from hf_galaxy.training import parse_rotations
 
     model, processor = load_for_inference(args.model)
     layout = tree_layout_of(model.config)
     names = model_label_names(model, args.model)
-    rows = list_inputs(args.input, args.image_dir)
-    ids, probs, skipped = predict_files(
-        model,
-        processor,
-        rows,
-        batch_size=args.batch_size,
-        tta_rotations=parse_rotations(args.tta_rotations) if args.tta else None,
-        device=args.device,
+    data = inference_inputs(
+        args.input,
+        args.image_dir,
+        dataset_config_name=args.dataset_config_name,
+        revision=args.dataset_revision,
     )
+    out = predict_probs(
+        [model], [processor], data, batch_size=args.batch_size,
+        tta_rotations=parse_rotations(args.tta_rotations) if args.tta else None, device=args.device,
+    )  # fmt: skip
+    ids, probs, skipped = out.ids, out.probs[0], out.skipped
     if layout is not None:
         frame = fractions_frame(probs, layout, ids)
     else:
@@ -64,5 +72,5 @@ def run(args: argparse.Namespace) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(output, index=False, float_format="%.6g")
     print(f"{len(ids)} predictions written to {output}")
-    print_skipped(skipped, len(rows))
+    print_skipped(skipped, len(data))
     return 0

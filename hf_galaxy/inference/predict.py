@@ -349,6 +349,36 @@ def input_rows(
     return rows, {c: table[c].tolist() for c in columns if c in table.columns}
 
 
+def inference_inputs(
+    source: str | os.PathLike,
+    image_dir: str | os.PathLike | None = None,
+    columns: Sequence[str] = (),
+    *,
+    dataset_config_name: str | None = None,
+    revision: str | None = None,
+) -> Any:
+    """What an inference command reads from ``source``: :class:`ImageRows` of an image folder or catalogue
+    (:func:`input_rows`), or, for a dataset with its images inside (a Hub dataset id, a local copy of one, a
+    parquet file with images), all its splits as one ``datasets.Dataset`` with ``image``, ``id`` and ``columns``."""
+    from hf_galaxy.data.hub import is_embedded, open_embedded
+
+    if not is_embedded(source):
+        rows, extras = input_rows(source, image_dir, columns)
+        return ImageRows(rows, extras)
+    import datasets
+
+    src = open_embedded(source, name=dataset_config_name, revision=revision)
+    data = datasets.concatenate_datasets(list(src.splits.values()))
+    if src.image_column != "image":
+        data = data.rename_column(src.image_column, "image")
+    data = data.cast_column("image", datasets.Image())
+    if "id" not in data.column_names:
+        id_col = next((c for c in ("id_str", "iauname", "dr8_id", "objid") if c in data.column_names), None)
+        ids = [str(v) for v in data[id_col]] if id_col else [str(i) for i in range(len(data))]
+        data = data.add_column("id", ids)
+    return data.select_columns(["image", "id", *(c for c in columns if c in data.column_names)])
+
+
 def predict_files(
     model: nn.Module,
     image_processor: Any,
