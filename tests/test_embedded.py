@@ -348,3 +348,20 @@ def test_predict_and_embed_read_a_hub_dataset_id(hub, tmp_path):
     assert main(["embed", REPO_ID, "--model", str(model), "--output_dir", str(tmp_path / "emb")]) == 0
     emb = datasets.load_from_disk(str(tmp_path / "emb"))
     assert len(emb) == 16 and {"id", "embedding", "ra", "dec"} <= set(emb.column_names)
+
+
+def test_decals_volunteer_rows_whose_counts_disagree_are_dropped_and_counted(tmp_path):
+    import pandas as pd
+
+    from hf_galaxy.data.catalogs import read_catalog
+
+    src = "tests/fixtures/catalogs/gz_decals_volunteers_5.csv"
+    assert read_catalog(src).dropped == []  # the real rows agree (fractions rounded to 3 decimals)
+    df = pd.read_csv(src)
+    df.loc[0, "bar_strong_fraction"] = 0.9 if df.loc[0, "bar_strong_fraction"] < 0.5 else 0.0
+    df.loc[1, "merging_merger"] = -2
+    df.to_csv(tmp_path / "bad.csv", index=False)
+    cat = read_catalog(tmp_path / "bad.csv")
+    assert cat.dropped == [(str(df["iauname"][1]), "vote count negative"),
+                           (str(df["iauname"][0]), "fractions do not match the counts")]  # fmt: skip
+    assert len(cat.table) == len(df) - 2

@@ -157,10 +157,7 @@ def ortho_votes(
         if has_fracs:
             values = pd.DataFrame({f"{name}_{a}": numeric(df[c]) for a, c in zip(q.answers, fracs)})
             if count is not None:
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    implied = count.to_numpy() / total.where(total > 0).to_numpy()[:, None]
-                gap = np.abs(values.to_numpy() - implied)
-                mismatch |= np.nan_to_num(gap, nan=0.0).max(axis=1) > FRACTION_TOLERANCE
+                mismatch |= fractions_disagree(count, values, total)
         else:
             with np.errstate(invalid="ignore", divide="ignore"):
                 values = count.div(total.where(total > 0), axis=0)
@@ -173,6 +170,15 @@ def ortho_votes(
         consumed.update([*counts, *fracs, total_col])
     bad = {"vote count negative": negative, "fractions do not match the counts": mismatch & ~negative}
     return consumed, computed, bad
+
+
+def fractions_disagree(counts: pd.DataFrame, fractions: pd.DataFrame, total: pd.Series) -> np.ndarray:
+    """Rows whose fractions differ from ``counts / total`` by more than :data:`FRACTION_TOLERANCE` (rows
+    nobody answered, or with a missing value, never disagree)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        implied = counts.to_numpy(dtype=float) / total.where(total > 0).to_numpy(dtype=float)[:, None]
+    gap = np.abs(fractions.to_numpy(dtype=float) - implied)
+    return np.nan_to_num(gap, nan=0.0).max(axis=1) > FRACTION_TOLERANCE
 
 
 def drop_rows(

@@ -112,6 +112,8 @@ def read(
     consumed = {id_col, *(c for c in IMAGE_COLUMNS if c in cols)}
 
     complete, computed, partial = [], [], []
+    negative = np.zeros(len(df), dtype=bool)
+    mismatch = np.zeros(len(df), dtype=bool)
     for q in full_tree.questions:
         frac_cols = [f"{q.name}_{a}_{fraction}" for a in q.answers]
         count_cols = [f"{q.name}_{a}" for a in q.answers]
@@ -123,10 +125,19 @@ def read(
             )
             complete.append(q.name)
             consumed.update(frac_cols)
+            if all(
+                c in cols for c in count_cols
+            ):  # a volunteer table: its counts must agree with its fractions
+                counts = pd.DataFrame({a: common.numeric(df[c]) for a, c in zip(q.answers, count_cols)})
+                negative |= (counts < 0).any(axis=1).to_numpy()
+                if fraction == "fraction":
+                    row_total = total if total is not None else counts.sum(axis=1, min_count=1)
+                    mismatch |= common.fractions_disagree(counts, values, row_total)
         elif fraction == "fraction" and all(c in cols for c in count_cols):
             counts = pd.DataFrame({a: common.numeric(df[c]) for a, c in zip(q.answers, count_cols)})
             if total is None:
                 total = counts.sum(axis=1, min_count=1)
+            negative |= (counts < 0).any(axis=1).to_numpy()
             with np.errstate(invalid="ignore", divide="ignore"):
                 values = counts.div(total.where(total > 0), axis=0)
             values.columns = [f"{q.name}_{a}" for a in q.answers]
@@ -183,6 +194,10 @@ def read(
     class_names = {c: _class_names(c, df[c]) for c in labels}
     for c in labels:
         table[c] = pd.to_numeric(df[c]).astype("int64").to_numpy()
+    bad = {"vote count negative": negative, "fractions do not match the counts": mismatch & ~negative}
+    dropped = [(str(ids.iat[i]), reason) for reason, mask in bad.items() for i in np.flatnonzero(mask)]
+    if dropped:
+        table = table.loc[~(negative | mismatch)].reset_index(drop=True)
 
     restricted: DecisionTree | None = full_tree.restrict(list(table.columns))
     if restricted is not None and not restricted.questions:
@@ -195,6 +210,7 @@ def read(
         label_columns=tuple(labels),
         class_names=class_names,
         meta=meta,
+        dropped=dropped,
     )
 
 
