@@ -132,7 +132,7 @@ def test_a_hub_dataset_id_loads_through_the_real_client(hub, tmp_path, monkeypat
     from tests.hub_datasets import REPO_ID
     from tests.hub_helpers import hub_offline
 
-    dsd = load_galaxy_dataset(REPO_ID, dataset_config_name="tiny", image_size=32, cache_dir=tmp_path / "c")
+    dsd = load_galaxy_dataset(REPO_ID, name="tiny", image_size=32, cache_dir=tmp_path / "c")
     assert hub.file_requests(REPO_ID, "tiny/train-00000-of-00001.parquet", repo_type="dataset")
     info = dsd.galaxy_info
     assert info["dataset_id"] == REPO_ID and info["config"] == "tiny" and info["release"] == "Galaxy Zoo 2"
@@ -153,7 +153,7 @@ def test_a_hub_dataset_id_loads_through_the_real_client(hub, tmp_path, monkeypat
     ]
     # a local copy of the repo reads the same galaxies
     local = snapshot_download(REPO_ID, repo_type="dataset")
-    copy = load_galaxy_dataset(local, dataset_config_name="tiny", image_size=32, cache_dir=tmp_path / "c")
+    copy = load_galaxy_dataset(local, name="tiny", image_size=32, cache_dir=tmp_path / "c")
     assert sorted(copy["test"]["id"]) == sorted(dsd["test"]["id"])
     hub_offline(monkeypatch)
     with pytest.raises(CatalogError) as err:
@@ -365,3 +365,12 @@ def test_decals_volunteer_rows_whose_counts_disagree_are_dropped_and_counted(tmp
     assert cat.dropped == [(str(df["iauname"][1]), "vote count negative"),
                            (str(df["iauname"][0]), "fractions do not match the counts")]  # fmt: skip
     assert len(cat.table) == len(df) - 2
+
+
+def test_pretraining_takes_a_hub_dataset_as_unlabelled_images(hub, tmp_path):
+    from hf_galaxy.training.pretraining import unlabelled_images
+    from tests.hub_datasets import REPO_ID
+
+    images, report = unlabelled_images([REPO_ID], 32, work_dir=tmp_path)
+    assert report["images_per_source"] == {REPO_ID: 16} and not report["skipped"]
+    assert images[0]["image"].size == (424, 424) and images[0]["source"] == REPO_ID

@@ -633,7 +633,7 @@ def load_galaxy_dataset(
     split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
     min_share_asked: float = 0.5,
     tree_questions: str | Sequence[str] | None = None,
-    dataset_config_name: str | None = None,
+    name: str | None = None,
     revision: str | None = None,
     task: str = "image-classification",
     box_options: Mapping[str, Any] | None = None,
@@ -665,7 +665,7 @@ def load_galaxy_dataset(
         min_share_asked: with ``question``, the minimum share of volunteers who reached the question.
         tree_questions: with ``label_scheme="tree"``: ``"complete"`` keeps only the questions the catalogue
             has every answer of (else such a question is an error), or the questions to keep.
-        dataset_config_name: the config of a Hub dataset (``"tiny"``, ``"default"``).
+        name: the config of a Hub dataset (``"tiny"``, ``"default"``), as in ``datasets.load_dataset``.
         revision: the branch, tag or commit of a Hub dataset.
         task: ``"image-classification"`` (default) or ``"detection"``: the transformers detection layout
             (``image_id``, ``image``, ``width``, ``height``, ``objects``) via :func:`hf_galaxy.to_detection`,
@@ -695,7 +695,7 @@ def load_galaxy_dataset(
     embedded = None
     if is_embedded(catalog):  # a Hub dataset, a local copy of one, parquet with images, a Dataset object
         embedded = open_embedded(
-            catalog, name=dataset_config_name, revision=revision, cache_dir=cache_dir, streaming=streaming
+            catalog, name=name, revision=revision, cache_dir=cache_dir, streaming=streaming
         )
         cat = read_catalog(
             InMemoryTable(_embedded_table(embedded), embedded.name), format=format, **reader_options

@@ -216,7 +216,7 @@ class DatasetArguments:
             question=self.question,
             threshold=self.threshold,
             tree_questions=self.tree_questions,
-            dataset_config_name=self.dataset_config_name,
+            name=self.dataset_config_name,
             revision=self.dataset_revision,
             seed=self.split_seed,
             num_proc=self.num_proc,

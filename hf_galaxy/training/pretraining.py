@@ -105,12 +105,14 @@ def unlabelled_images(
     - a catalogue of any supported release takes its cut-outs from ``image_dir``; every row with an image is
       used, whatever its votes;
     - ``synthetic:N`` generates N procedural galaxies under ``work_dir/synthetic_data``;
-    - these are read and prepared at ``image_size``; a saved DatasetDict is used as it is (all its splits; the
-      image processor resizes on the fly).
+    - these are read and prepared at ``image_size``; a saved DatasetDict, or a dataset with its images inside
+      (a Hub dataset id such as ``mwalmsley/gz2``, a local copy of one, parquet with images), is used as it is
+      (all its splits; the image processor resizes on the fly).
     """
     from datasets import Image, concatenate_datasets, load_from_disk
 
-    from hf_galaxy.inference.predict import input_rows
+    from hf_galaxy.data.hub import is_embedded
+    from hf_galaxy.inference.predict import inference_inputs, input_rows
 
     if not sources:
         raise ValueError("--dataset is required: one or more image folders, catalogues or synthetic:N")
@@ -121,6 +123,8 @@ def unlabelled_images(
             dsd = load_from_disk(str(path))
             ds = concatenate_datasets([dsd[s].select_columns(["id", "image"]) for s in dsd])
             ds = ds.cast_column("image", Image())
+        elif not source.startswith("synthetic:") and is_embedded(source):
+            ds = inference_inputs(source).select_columns(["id", "image"])
         else:
             if source.startswith("synthetic:"):
                 from hf_galaxy.data.synthetic import make_galaxy_zoo
