@@ -30,6 +30,23 @@ def recipe_arguments(args: argparse.Namespace, recipe_parser: Any) -> tuple[Any,
     return recipe_parser.build(explicit, config)
 
 
+def add_push_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """The options of every push: ``--private``, ``--revision``, ``--commit_message``, ``--dry_run DIR`` and
+    ``--endpoint`` (``what`` is the repo's kind in the help texts)."""
+    parser.add_argument("--private", action="store_true", help=f"create the {what} repo as private")
+    parser.add_argument("--revision", default=None, help="branch to publish to (created when missing)")
+    parser.add_argument("--commit_message", default=None, help="commit title")
+    parser.add_argument(
+        "--dry_run",
+        metavar="DIR",
+        default=None,
+        help="write the exact folder that would be pushed to DIR; push nothing",
+    )
+    parser.add_argument(
+        "--endpoint", default=None, help="Hub endpoint URL (default: HF_ENDPOINT or huggingface.co)"
+    )
+
+
 def print_skipped(skipped: list[tuple[str, str]], total: int, shown: int = 20) -> None:
     """Report unreadable or missing images on stderr: how many of ``total``, then the first ``shown`` with
     their reasons."""

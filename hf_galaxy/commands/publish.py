@@ -9,16 +9,10 @@ HELP = "publish a trained model (weights, processor, generated card, metrics, pl
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output_dir", help="training output directory (what a recipe wrote)")
+    from hf_galaxy.commands import add_push_arguments
+
     parser.add_argument("repo_id", help="target repo, 'namespace/model-name'")
-    parser.add_argument("--private", action="store_true", help="create the repo as private")
-    parser.add_argument("--revision", default=None, help="branch to publish to (created when missing)")
-    parser.add_argument("--commit_message", default=None, help="commit title")
-    parser.add_argument(
-        "--dry_run",
-        metavar="DIR",
-        default=None,
-        help="write the exact folder that would be pushed to DIR; push nothing",
-    )
+    add_push_arguments(parser, "model")
     parser.add_argument(
         "--adapter_only", action="store_true", help="publish the LoRA adapter alone (library_name: peft)"
     )
@@ -28,9 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="never merge a LoRA adapter into its base model (fail if the output has no merged model)",
     )
     parser.add_argument("--license", default=None, help="Hub license id for the card (default: mit)")
-    parser.add_argument(
-        "--endpoint", default=None, help="Hub endpoint URL (default: HF_ENDPOINT or huggingface.co)"
-    )
 
 
 def run(args: argparse.Namespace) -> int:

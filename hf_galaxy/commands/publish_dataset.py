@@ -13,27 +13,16 @@ HELP = "publish a prepared dataset (parquet with the images inside, generated ca
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from hf_galaxy.commands import add_dataclass_arguments
+    from hf_galaxy.commands import add_dataclass_arguments, add_push_arguments
     from hf_galaxy.training import DatasetArguments
 
     parser.add_argument(
         "dataset", help="a DatasetDict folder saved by hf-galaxy prepare, or anything prepare reads"
     )
     parser.add_argument("repo_id", help="target dataset repo, 'namespace/name'")
-    parser.add_argument("--private", action="store_true", help="create the repo as private")
-    parser.add_argument("--revision", default=None, help="branch to publish to (created when missing)")
-    parser.add_argument("--commit_message", default=None, help="commit title")
-    parser.add_argument(
-        "--dry_run",
-        metavar="DIR",
-        default=None,
-        help="write the exact folder that would be pushed; push nothing",
-    )
+    add_push_arguments(parser, "dataset")
     parser.add_argument(
         "--license", default="cc-by-4.0", help="Hub license id for the card (default cc-by-4.0)"
-    )
-    parser.add_argument(
-        "--endpoint", default=None, help="Hub endpoint URL (default: HF_ENDPOINT or huggingface.co)"
     )
     parser.add_argument("--image_size", type=int, default=None, help="resize cutouts (pixels) when preparing")
     add_dataclass_arguments(parser, DatasetArguments)

@@ -401,61 +401,6 @@ def predict_files(
     return out.ids, out.probs[0], out.skipped
 
 
-def _evaluate_tree_model(
-    model: nn.Module,
-    processor: Any,
-    dataset_split: Any,
-    *,
-    output_dir: str | os.PathLike,
-    batch_size: int,
-    tta_rotations: Sequence[int] | None,
-    precision: str,
-    split_name: str,
-    where: str,
-) -> dict[str, float]:
-    """:func:`evaluate_model` for a whole-tree model: per-question metrics against the split's answer counts,
-    ``<split>_results.json`` and ``<split>_tree_fractions.png``."""
-    from accelerate import PartialState
-
-    from hf_galaxy.data.tree import tree_layout_of
-    from hf_galaxy.metrics import tree_metrics
-    from hf_galaxy.plots import plot_tree_fractions
-
-    layout = tree_layout_of(model.config)
-    if "counts" not in dataset_split.column_names:
-        raise ValueError(
-            f"{where} is a whole-tree model: evaluate it on a dataset loaded with --label_scheme tree (the vote "
-            "count of every answer)"
-        )
-    width = len(dataset_split[0]["counts"]) if len(dataset_split) else layout.n_answers
-    if width != layout.n_answers:
-        raise ValueError(
-            f"the dataset's counts have {width} answers; the model's tree {layout.name!r} has {layout.n_answers}"
-        )
-    out = predict_probs(
-        [model], [processor], dataset_split, batch_size=batch_size, tta_rotations=tta_rotations,
-        precision=precision, desc=f"evaluate ({split_name})",
-    )  # fmt: skip
-    if out.skipped:
-        raise ValueError(
-            f"{len(out.skipped)} images of the {split_name} split could not be read, e.g. {out.skipped[0]}"
-        )
-    metrics = {
-        f"{split_name}_{k}": float(v) for k, v in tree_metrics(out.probs[0], out.counts, layout).items()
-    }
-    metrics[f"{split_name}_samples"] = float(len(out.probs[0]))
-    if not PartialState().is_main_process:
-        return metrics
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_json(output_dir / f"{split_name}_results.json", metrics)
-    plot_tree_fractions(
-        out.probs[0], out.counts, layout, output_dir / f"{split_name}_tree_fractions.png",
-        title=f"Predicted vs volunteer vote fractions ({split_name}, n={len(out.probs[0])})",
-    )  # fmt: skip
-    return metrics
-
-
 def evaluate_model(
     model_name_or_path: str,
     dataset_split: Any,
@@ -466,31 +411,39 @@ def evaluate_model(
     precision: str = "auto",
     split_name: str = "test",
 ) -> dict[str, float]:
-    """Evaluate a trained model (directory or Hub repo) on a labelled split; writes metrics and plots."""
+    """Evaluate a trained model (directory or Hub repo) on a labelled split; writes ``<split>_results.json`` and
+    a plot: the confusion matrix of a classifier, or for a whole-tree model (scored per question against the
+    split's answer ``counts``) its predicted against volunteer fractions."""
     from accelerate import PartialState
 
     from hf_galaxy.data.dataset import label_names
-    from hf_galaxy.metrics import classification_metrics, confusion, nll
+    from hf_galaxy.data.tree import tree_layout_of
+    from hf_galaxy.metrics import classification_metrics, confusion, nll, tree_metrics
     from hf_galaxy.models import load_for_inference, model_label_names
-    from hf_galaxy.plots import plot_confusion_matrix
+    from hf_galaxy.plots import plot_confusion_matrix, plot_tree_fractions
     from hf_galaxy.training.precision import resolve_precision
 
     model, processor = load_for_inference(model_name_or_path)
-    from hf_galaxy.data.tree import tree_layout_of
-
-    if tree_layout_of(model.config) is not None:
-        return _evaluate_tree_model(
-            model, processor, dataset_split, output_dir=output_dir, batch_size=batch_size,
-            tta_rotations=tta_rotations, precision=resolve_precision(precision)[0], split_name=split_name,
-            where=model_name_or_path,
-        )  # fmt: skip
+    layout = tree_layout_of(model.config)
     class_names = model_label_names(model, model_name_or_path)
-    data_names = label_names(dataset_split)
-    if data_names and data_names != class_names:
-        raise ValueError(
-            f"the dataset's classes {data_names} differ from the model's labels {class_names}; "
-            "evaluate on a dataset with the model's label scheme"
-        )
+    if layout is not None:
+        if "counts" not in dataset_split.column_names:
+            raise ValueError(
+                f"{model_name_or_path} is a whole-tree model: evaluate it on a dataset loaded with --label_scheme "
+                "tree (the vote count of every answer)"
+            )
+        width = len(dataset_split[0]["counts"]) if len(dataset_split) else layout.n_answers
+        if width != layout.n_answers:
+            raise ValueError(
+                f"the dataset's counts have {width} answers; the model's tree {layout.name!r} has {layout.n_answers}"
+            )
+    else:
+        data_names = label_names(dataset_split)
+        if data_names and data_names != class_names:
+            raise ValueError(
+                f"the dataset's classes {data_names} differ from the model's labels {class_names}; "
+                "evaluate on a dataset with the model's label scheme"
+            )
     out = predict_probs(
         [model], [processor], dataset_split, batch_size=batch_size, tta_rotations=tta_rotations,
         precision=resolve_precision(precision)[0], desc=f"evaluate ({split_name})",
@@ -501,23 +454,30 @@ def evaluate_model(
         )
     probs = out.probs[0]
     labels = out.labels if out.labels is not None else np.full(len(probs), -100)
-    metrics = {
-        f"{split_name}_{k}": float(v)
-        for k, v in classification_metrics(probs, labels, class_names, votes=out.votes).items()
-    }
     known = labels >= 0
-    if known.any():  # the cross-entropy the Trainer reports as loss
-        metrics[f"{split_name}_loss"] = nll(probs[known], labels[known])
+    if layout is not None:
+        raw = tree_metrics(probs, out.counts, layout)
+    else:
+        raw = classification_metrics(probs, labels, class_names, votes=out.votes)
+        if known.any():  # the cross-entropy the Trainer reports as loss
+            raw["loss"] = nll(probs[known], labels[known])
+    metrics = {f"{split_name}_{k}": float(v) for k, v in raw.items()}
     metrics[f"{split_name}_samples"] = float(len(probs))
     if not PartialState().is_main_process:
         return metrics
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_json(output_dir / f"{split_name}_results.json", metrics)
-    plot_confusion_matrix(
-        confusion(labels[known], probs.argmax(axis=1)[known], len(class_names)),
-        class_names,
-        output_dir / f"{split_name}_confusion_matrix.png",
-        title=f"Confusion matrix ({split_name})",
-    )
+    if layout is not None:
+        plot_tree_fractions(
+            probs, out.counts, layout, output_dir / f"{split_name}_tree_fractions.png",
+            title=f"Predicted vs volunteer vote fractions ({split_name}, n={len(probs)})",
+        )  # fmt: skip
+    else:
+        plot_confusion_matrix(
+            confusion(labels[known], probs.argmax(axis=1)[known], len(class_names)),
+            class_names,
+            output_dir / f"{split_name}_confusion_matrix.png",
+            title=f"Confusion matrix ({split_name})",
+        )
     return metrics

@@ -107,11 +107,8 @@ class ClassificationTrainer(GalaxyTrainer):
         return_outputs: bool = False,
         num_items_in_batch: Any = None,
     ) -> Any:
-        inputs = dict(inputs)
-        labels = inputs.pop("labels", None)
-        votes = inputs.pop("votes", None)
-        outputs = model(pixel_values=inputs["pixel_values"])
-        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+        labels, votes = inputs.get("labels"), inputs.get("votes")
+        outputs, logits = self.forward_images(model, inputs)
         if self.soft_labels and votes is not None:
             loss = soft_label_loss(logits, votes, labels, self.soft_loss)
         elif labels is not None:
@@ -126,6 +123,12 @@ class ClassificationTrainer(GalaxyTrainer):
                 "the batch has no 'labels' (nor 'votes' with soft labels): cannot compute a loss"
             )
         return (loss, outputs) if return_outputs else loss
+
+    @staticmethod
+    def forward_images(model: nn.Module, inputs: dict[str, Any]) -> tuple[Any, torch.Tensor]:
+        """``(outputs, logits)`` of the model on the batch's ``pixel_values`` alone (the targets stay out)."""
+        outputs = model(pixel_values=inputs["pixel_values"])
+        return outputs, outputs["logits"] if isinstance(outputs, dict) else outputs[0]
 
     def predict_with_tta(self, dataset: Any, rotations: Sequence[int], metric_key_prefix: str) -> Any:
         """``predict`` with the model wrapped in :class:`~hf_galaxy.inference.TTAClassifier` (restored after)."""

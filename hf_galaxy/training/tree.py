@@ -76,14 +76,12 @@ class TreeTrainer(ClassificationTrainer):
         return_outputs: bool = False,
         num_items_in_batch: Any = None,
     ) -> Any:
-        inputs = dict(inputs)
-        counts = inputs.pop("counts", None)
+        counts = inputs.get("counts")
         if counts is None:
             raise ValueError(
                 "the batch has no 'counts': a whole-tree model trains on the vote count of every answer"
             )
-        outputs = model(pixel_values=inputs["pixel_values"])
-        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+        outputs, logits = self.forward_images(model, inputs)
         loss = tree_loss(logits, counts, self.tree.slices(), self.tree_loss)
         return (loss, outputs) if return_outputs else loss
 

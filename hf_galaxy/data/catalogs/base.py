@@ -139,15 +139,17 @@ def read_table(path: str | os.PathLike, id_columns: Sequence[str] = ()) -> pd.Da
     Object ids overflow float64, so they are read as text; other columns get pandas' inference. An
     :class:`InMemoryTable` gives a copy of its frame.
     """
-    if isinstance(path, InMemoryTable):
-        df = path.frame.copy()
-        df.columns = [str(c).strip() for c in df.columns]
-        for c in id_columns:
-            for col in df.columns:
-                if col.lower() == c.lower():
-                    df[col] = df[col].map(_id_to_str)
-        return df
-    path = Path(path)
+    df = path.frame.copy() if isinstance(path, InMemoryTable) else _read_file(Path(path), id_columns)
+    df.columns = [str(c).strip() for c in df.columns]
+    for c in id_columns:
+        for col in df.columns:
+            if col.lower() == c.lower():
+                df[col] = df[col].map(_id_to_str)
+    return df
+
+
+def _read_file(path: Path, id_columns: Sequence[str]) -> pd.DataFrame:
+    """:func:`read_table` of a file, before the column names and ids are normalised."""
     if not path.exists():
         raise CatalogError(f"catalogue file not found: {path}")
     name = path.name.lower()
@@ -174,11 +176,6 @@ def read_table(path: str | os.PathLike, id_columns: Sequence[str] = ()) -> pd.Da
         raise CatalogError(
             f"{path}: unsupported catalogue file type; expected .csv, .csv.gz, .parquet or .fits"
         )
-    df.columns = [str(c).strip() for c in df.columns]
-    for c in id_columns:
-        for col in df.columns:
-            if col.lower() == c.lower():
-                df[col] = df[col].map(_id_to_str)
     return df
 
 
