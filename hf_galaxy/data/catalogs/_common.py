@@ -79,14 +79,38 @@ def resolve_listed_path(value: object, root: Path) -> str | None:
     text = str(value).strip()
     if not text:
         return None
-    p = Path(text)
-    first = p if p.is_absolute() else root / p
-    if first.exists():
-        return str(first)
-    for candidate in (root / p.parent.name / p.name, root / p.name):
-        if candidate.exists():
-            return str(candidate)
-    return str(first)
+    return _resolve_text(text, os.fspath(root))
+
+
+def _resolve_text(text: str, root: str) -> str:
+    """:func:`resolve_listed_path` of a non-empty string (plain ``os.path``: a survey-size column has millions)."""
+    first = text if os.path.isabs(text) else os.path.normpath(os.path.join(root, text))
+    if os.path.exists(first):
+        return first
+    name, parent = os.path.basename(text), os.path.basename(os.path.dirname(text))
+    for candidate in (os.path.join(root, parent, name), os.path.join(root, name)):
+        if os.path.exists(candidate):
+            return candidate
+    return first
+
+
+def resolve_listed_paths(values: Iterable[object], root: Path) -> np.ndarray:
+    """:func:`resolve_listed_path` of a whole column (an object array; each distinct entry resolved once)."""
+    done: dict[str, str] = {}
+    out = []
+    root_s = os.fspath(root)
+    for value in values:
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            out.append(None)
+            continue
+        text = str(value).strip()
+        if not text:
+            out.append(None)
+        elif text in done:
+            out.append(done[text])
+        else:
+            out.append(done.setdefault(text, _resolve_text(text, root_s)))
+    return np.array(out, dtype=object)
 
 
 def find_column(columns: Iterable[str], *candidates: str) -> str | None:

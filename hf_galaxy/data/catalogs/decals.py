@@ -259,7 +259,7 @@ def _image_paths(df: pd.DataFrame, ids: pd.Series, root: Path, meta: dict) -> np
     loc = common.find_column(df.columns, *IMAGE_COLUMNS)
     if loc is not None:
         meta["image_column"] = loc
-        return np.array([common.resolve_listed_path(v, root) for v in df[loc]], dtype=object)
+        return common.resolve_listed_paths(df[loc], root)
     finder = common.ImageFinder(root)
     brick = common.find_column(df.columns, "brickid")
     bricks = df[brick].astype(str).tolist() if brick else [None] * len(df)

@@ -199,7 +199,7 @@ def _read_ortho(path: Path, df: pd.DataFrame, image_dir: Path | None) -> Catalog
     out: dict[str, object] = {"id": ids.to_numpy(dtype=object)}
     loc = common.find_column(cols, "file_loc")
     if loc is not None:
-        out["image_path"] = np.array([common.resolve_listed_path(v, root) for v in df[loc]], dtype=object)
+        out["image_path"] = common.resolve_listed_paths(df[loc], root)
     else:
         finder = common.ImageFinder(root)
         out["image_path"] = np.array([finder.find(g, (g[:6],)) for g in ids], dtype=object)
