@@ -538,7 +538,10 @@ def test_several_campaigns_read_as_their_union_or_one_campaign(tmp_path: Path) -
     p = tmp_path / "gz_evo.csv"
     df.to_csv(p, index=False)
     evo = read_catalog(p)  # GZ Evo: both campaigns' questions side by side, suffixed
-    assert evo.release == "Galaxy Zoo Evo (dr5 + dr12)" and evo.meta["campaigns"] == ["dr5", "dr12"]
+    assert evo.release == "Galaxy Zoo DECaLS (campaigns dr5 + dr12)" and evo.meta["campaigns"] == [
+        "dr5",
+        "dr12",
+    ]
     assert [q.name for q in evo.tree.questions] == ["smooth-or-featured-dr5", "smooth-or-featured-dr12"]
     assert evo.table["smooth-or-featured-dr5_smooth"].tolist()[0] == pytest.approx(0.6)
     assert np.isnan(evo.table["smooth-or-featured-dr12_smooth"].iat[1])  # nobody answered: no fraction

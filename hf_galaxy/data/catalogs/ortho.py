@@ -1,6 +1,7 @@
 """galaxy-datasets / Hub "ortho" tables of GZ Hubble (``-hubble``), GZ CANDELS (``-candels``), and of several
 campaigns side by side (GZ Evo, Walmsley et al. 2024: ``-gz2``, ``-dr5``, ``-dr8``, ``-dr12``, ``-hubble``,
-``-candels`` in one table, each galaxy with votes only in the campaigns it was shown in).
+``-candels`` in one table, each galaxy with votes only in the campaigns it was shown in; GZ DESI's own table holds
+its ``-dr5``/``-dr8``/``-dr12`` campaigns so).
 
 Columns: ``id_str``, ``file_loc`` (or images inside a Hub dataset), ``ra``/``dec``, and per campaign ``c``,
 question ``q`` and answer ``a``: ``{q}-{c}_{a}`` (count), ``{q}-{c}_{a}_fraction`` and ``{q}-{c}_total-votes``.
@@ -45,6 +46,19 @@ def campaigns_of(columns: Sequence[str]) -> list[str]:
                for q in tree.questions):  # fmt: skip
             found.add(m.group("c"))
     return [c for c in CAMPAIGN_TREES if c in found]
+
+
+def _release(campaigns: Sequence[str]) -> str:
+    """The release name of a table of these campaigns' votes: GZ DESI's own table holds its DECaLS campaigns
+    side by side (``-dr5``, ``-dr8``, ``-dr12``); other mixes are GZ Evo."""
+    if len(campaigns) == 1:
+        return RELEASES.get(campaigns[0]) or (
+            "Galaxy Zoo 2" if campaigns[0] == "gz2" else "Galaxy Zoo DECaLS"
+        )
+    joined = " + ".join(campaigns)
+    if set(campaigns) <= {"dr5", "dr8", "dr12"}:
+        return f"Galaxy Zoo {'DESI' if 'dr8' in campaigns else 'DECaLS'} (campaigns {joined})"
+    return f"Galaxy Zoo Evo ({joined})"
 
 
 def sniff(path: Path, columns: list[str]) -> bool:
@@ -110,9 +124,7 @@ def read(
     out, dropped = common.drop_rows(out, bad, ids.to_numpy())
     table = pd.DataFrame(out)
     restricted = tree.restrict(list(table.columns))
-    release = RELEASES.get(found[0], "") if single else "Galaxy Zoo Evo (" + " + ".join(found) + ")"
-    if single and not release:  # a GZ2 or DECaLS campaign alone, forced here with format="ortho"
-        release = {"gz2": "Galaxy Zoo 2", "dr12": "Galaxy Zoo DECaLS"}.get(found[0], "Galaxy Zoo DECaLS")
+    release = _release(found)
     meta: dict[str, object] = {
         "tree_version": tree.name,
         "campaigns": found,
