@@ -75,6 +75,11 @@ def test_a_dataset_dict_keeps_its_splits_and_gets_a_validation_split_from_train(
     ]
     again = load_galaxy_dataset(src, image_size=32, cache_dir=tmp_path / "cache")
     assert again["train"].cache_files == dsd["train"].cache_files  # served from the cache
+    import datasets
+
+    only_train = load_galaxy_dataset(datasets.DatasetDict({"train": src["train"]}), image_size=32,
+                                     cache_dir=tmp_path / "cache")  # fmt: skip
+    assert set(only_train) == {"train", "validation", "test"}  # both made from train, by seed
 
 
 def test_a_parquet_file_with_images_is_split_by_seed_and_bad_images_are_counted(tmp_path):
@@ -264,6 +269,22 @@ def test_a_prepared_dataset_publishes_with_its_card_and_loads_back(hub, tmp_path
     assert {s: len(d) for s, d in back.items()} == {s: len(d) for s, d in dsd.items()}
     assert back["train"].features["label"].names == dsd["train"].features["label"].names
     assert back["test"][0]["image"].size == (32, 32) and back["test"]["id"] == dsd["test"]["id"]
+    # hf-galaxy reads its own publication as it was prepared, facts included
+    again = load_galaxy_dataset("tester/gz2-clean")
+    assert again.galaxy_info["label_scheme"] == "clean" and again.galaxy_info["release"] == "Galaxy Zoo 2"
+    assert again["test"]["id"] == dsd["test"]["id"] and again["train"]["label"] == dsd["train"]["label"]
+    with pytest.raises(CatalogError, match="was prepared with label_scheme='clean'"):
+        load_galaxy_dataset("tester/gz2-clean", label_scheme="votes")
+    # a whole-tree set keeps its tree through the Hub, so it trains as one
+    from hf_galaxy.training.classification import dataset_tree
+
+    tree = load_galaxy_dataset(REPO_ID, label_scheme="tree", image_size=32, cache_dir=tmp_path / "c")
+    publish_dataset(tree, "tester/gz2-tree", dry_run_dir=tmp_path / "dry_tree")
+    restored = load_galaxy_dataset(tmp_path / "dry_tree")
+    assert (
+        dataset_tree(restored) == dataset_tree(tree)
+        and restored["train"]["counts"] == tree["train"]["counts"]
+    )
     with pytest.raises(ValueError, match="not a Hub license identifier"):
         publish_dataset(dsd, "tester/x", license="beer", dry_run_dir=tmp_path / "dry2")
 
@@ -374,3 +395,19 @@ def test_pretraining_takes_a_hub_dataset_as_unlabelled_images(hub, tmp_path):
     images, report = unlabelled_images([REPO_ID], 32, work_dir=tmp_path)
     assert report["images_per_source"] == {REPO_ID: 16} and not report["skipped"]
     assert images[0]["image"].size == (424, 424) and images[0]["source"] == REPO_ID
+
+
+def test_gz1_and_kaggle_layouts_with_images_inside(tmp_path):
+    import datasets
+
+    rows = _gz2_rows(12)
+    rng = np.random.default_rng(5)
+    p = rng.dirichlet(np.ones(6), 12)
+    gz1 = {"image": rows["image"], "OBJID": [str(587722981736000000 + i) for i in range(12)],
+           "RA": rows["ra"], "DEC": rows["dec"], "NVOTE": [30] * 12,
+           **{c: p[:, k] for k, c in enumerate(("P_EL", "P_CW", "P_ACW", "P_EDGE", "P_DK", "P_MG"))}}  # fmt: skip
+    ds = datasets.Dataset.from_dict(gz1).cast_column("image", datasets.Image())
+    dsd = load_galaxy_dataset(ds, image_size=32, cache_dir=tmp_path / "c")
+    assert dsd.galaxy_info["release"] == "Galaxy Zoo 1" and sum(len(d) for d in dsd.values()) == 12
+    by_id = {r["id"]: r for d in dsd.values() for r in d}
+    assert all(by_id[i]["label"] == int(np.argmax(p[k])) for k, i in enumerate(gz1["OBJID"]))

@@ -29,7 +29,7 @@ from PIL import Image
 
 from hf_galaxy.data.catalogs import InMemoryTable, read_catalog
 from hf_galaxy.data.catalogs.base import CatalogError
-from hf_galaxy.data.hub import is_embedded, open_embedded
+from hf_galaxy.data.hub import is_embedded, is_prepared, open_embedded
 from hf_galaxy.data.labels import Labels, make_labels
 
 logger = logging.getLogger(__name__)
@@ -601,8 +601,32 @@ def _features(class_names: list[str], has_radec: bool, n_answers: int | None = N
     return datasets.Features(feats)
 
 
+def _prepared(source: Any, label_scheme: str, image_size: int | None) -> Any:
+    """A dataset published by hf-galaxy, as it was prepared: its splits and its facts (from the dataset card)."""
+    import datasets
+
+    facts = dict(source.facts)
+    if label_scheme != "plurality" and facts.get("label_scheme") not in (None, label_scheme):
+        raise CatalogError(
+            f"{source.name} was prepared with label_scheme={facts.get('label_scheme')!r}; it cannot be relabelled "
+            f"as {label_scheme!r} (its catalogue columns are not in it)"
+        )
+    if image_size is not None and facts.get("image_size") not in (None, image_size):
+        logger.warning("%s holds %s px images: image_size=%d is left to the image processor", source.name,
+                       facts.get("image_size"), image_size)  # fmt: skip
+    out = __getattr__("GalaxyDatasetDict")(
+        {s: ds.cast_column(source.image_column, datasets.Image()) for s, ds in source.splits.items()}
+    )
+    out.galaxy_info = {**facts, "catalog": source.name}
+    out.report = LoadReport(source=source.name, n_catalog=sum(len(d) for d in out.values()))
+    recount_facts(out)
+    for ds in out.values():
+        ds.info.description = _INFO_PREFIX + json.dumps(out.galaxy_info, default=str)
+    return out
+
+
 #: columns that carry an embedded image's split and row through the release readers
-_EMBEDDED_IMAGE, _EMBEDDED_ROW = "hf_galaxy_embedded_image", "hf_galaxy_embedded_row"
+_EMBEDDED_IMAGE, _EMBEDDED_ROW = "hf_galaxy_embedded_image", "hf_galaxy_embedded_row"  # PASS_THROUGH_PREFIX
 
 
 def _embedded_table(source: Any) -> pd.DataFrame:
@@ -697,9 +721,15 @@ def load_galaxy_dataset(
         embedded = open_embedded(
             catalog, name=name, revision=revision, cache_dir=cache_dir, streaming=streaming
         )
+        if is_prepared(embedded):  # hf-galaxy's own layout (publish_dataset): already labelled and split
+            return _prepared(embedded, label_scheme, image_size)
         cat = read_catalog(
             InMemoryTable(_embedded_table(embedded), embedded.name), format=format, **reader_options
         )
+        if _EMBEDDED_IMAGE not in cat.table.columns:
+            raise CatalogError(
+                f"{embedded.name}: the {cat.release} reader cannot read images stored in a dataset"
+            )
         cat.table = cat.table.assign(
             image_path=cat.table.pop(_EMBEDDED_IMAGE), image_index=cat.table.pop(_EMBEDDED_ROW)
         )
@@ -746,20 +776,22 @@ def load_galaxy_dataset(
                 f"{', '.join(rows)}. Fill the split column for every row, or drop it to split by seed."
             )
         split = split.to_numpy(dtype=object)
-        if (
-            embedded is not None
-            and "validation" not in split
-            and (split == "train").any()
-            and split_fractions[1] > 0
-        ):
-            # a Hub dataset's own splits are kept; its validation split is made from train, by seed
+        missing = [s for s in ("validation", "test") if s not in split]
+        if embedded is not None and missing and (split == "train").any():
+            # a Hub dataset's own splits are kept; a missing validation (or test) split is made from train, by seed
             train = np.flatnonzero(split == "train")
-            share = split_fractions[1] / (split_fractions[0] + split_fractions[1])
-            carved = assign_splits(lab.labels[train], ids[train], seed, (1.0 - share, share, 0.0))
-            split[train[carved == "validation"]] = "validation"
+            shares = [
+                split_fractions[0],
+                *(split_fractions[k] if s in missing else 0.0 for k, s in ((1, "validation"), (2, "test"))),
+            ]
+            carved = assign_splits(
+                lab.labels[train], ids[train], seed, tuple(x / sum(shares) for x in shares)
+            )
+            for s in missing:
+                split[train[carved == s]] = s
             logger.info(
-                "%s has no validation split: %d of its %d train galaxies became validation (seed %d)",
-                catalog, int((carved == "validation").sum()), len(train), seed,
+                "%s has no %s split: %s of its %d train galaxies (seed %d)", catalog, " or ".join(missing),
+                ", ".join(f"{int((carved == s).sum())} became {s}" for s in missing), len(train), seed,
             )  # fmt: skip
     else:
         split = assign_splits(lab.labels, ids, seed, split_fractions)

@@ -41,6 +41,8 @@ class EmbeddedSource:
     #: streamed: ``splits`` hold the vote columns only and ``image_streams`` the image column, both read lazily
     #: from the parquet files (only the columns asked for are fetched)
     image_streams: dict[str, Any] | None = None
+    #: the facts a dataset published by hf-galaxy records in its card (``hf_galaxy`` in the YAML header)
+    facts: dict[str, Any] = field(default_factory=dict)
 
     def table(self) -> pd.DataFrame:
         """Every column but the images, all splits stacked, with ``split`` (the source split, when its splits are
@@ -150,6 +152,49 @@ def is_embedded(catalog: Any) -> bool:
     return bool(_REPO_ID.match(str(catalog))) and path.suffix.lower() not in _TABLE_SUFFIXES
 
 
+#: the dataset-card YAML key holding the facts of a dataset published by hf-galaxy
+CARD_FACTS_KEY = "hf_galaxy"
+
+
+def is_prepared(source: EmbeddedSource) -> bool:
+    """Whether ``source`` is in hf-galaxy's own prepared layout (``label`` ClassLabel, ``votes``, ``id``), as
+    :func:`~hf_galaxy.hub.publish_dataset` publishes it."""
+    import datasets
+
+    if source.image_streams is not None:
+        return False
+    features = next(iter(source.splits.values())).features
+    return isinstance(features.get("label"), datasets.ClassLabel) and {"votes", "id"} <= set(features)
+
+
+def _card_facts(catalog: Any, revision: str | None) -> dict[str, Any]:
+    """The ``hf_galaxy`` facts of a dataset card: a local repo copy's README.md, or the Hub repo's (from the
+    cache when offline); empty when there is none."""
+    from huggingface_hub import DatasetCard
+
+    path = Path(str(catalog)).expanduser()
+    try:
+        if path.is_dir():
+            readme = path / "README.md"
+            text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+        elif path.exists():
+            return {}
+        else:
+            from huggingface_hub import hf_hub_download
+
+            try:
+                local = hf_hub_download(str(catalog), "README.md", repo_type="dataset", revision=revision)
+            except Exception:  # offline: the copy datasets cached, if any
+                local = hf_hub_download(
+                    str(catalog), "README.md", repo_type="dataset", revision=revision, local_files_only=True
+                )
+            text = Path(local).read_text(encoding="utf-8")
+        facts = DatasetCard(text).data.to_dict().get(CARD_FACTS_KEY) if text else None
+    except Exception:  # a card we cannot read: no facts (the data still loads)
+        return {}
+    return dict(facts) if isinstance(facts, Mapping) else {}
+
+
 def open_embedded(
     catalog: Any,
     *,
@@ -199,7 +244,8 @@ def open_embedded(
                 if hub
                 else ""
             )
-            raise CatalogError(f"{where}: could not be loaded ({detail}){how}") from err
+            local = "" if not hub else f"; if {text} is meant as a local path, it does not exist"
+            raise CatalogError(f"{where}: could not be loaded ({detail}){how}{local}") from err
         if name and hub:
             where += f" ({name})"
     if not splits:
@@ -209,7 +255,15 @@ def open_embedded(
     for split, ds in splits.items():
         if isinstance(ds.features.get(column), datasets.Image):
             splits[split] = ds.cast_column(column, datasets.Image(decode=False))
-    return EmbeddedSource(name=where, splits=splits, image_column=column, hub=hub, own_splits=own_splits)
+    source = EmbeddedSource(name=where, splits=splits, image_column=column, hub=hub, own_splits=own_splits)
+    if is_prepared(source):
+        if isinstance(catalog, (datasets.Dataset, datasets.DatasetDict)):
+            from hf_galaxy.data.dataset import describe
+
+            source.facts = {k: v for k, v in describe(_as_splits(catalog)).items() if k != "split_sizes"}
+        else:
+            source.facts = _card_facts(catalog, revision)
+    return source
 
 
 def _open_streamed(

@@ -14,11 +14,18 @@ from typing import Any
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from hf_galaxy.data.hub import CARD_FACTS_KEY
+from hf_galaxy.hub.card import jsonable
 from hf_galaxy.hub.publish import PublishResult, UploadPlan, check_repo_id, check_revision, push_plan
 from hf_galaxy.hub.render import README_NAME, _balance_table, markdown_table, render_template
 from hf_galaxy.hub.validate import HUB_LICENSES
 
 DEFAULT_DATASET_LICENSE = "cc-by-4.0"
+#: the dataset facts a published card records (under ``hf_galaxy``) for :func:`~hf_galaxy.load_galaxy_dataset`
+_CARD_FACTS = (
+    "release", "label_scheme", "threshold", "question", "class_names", "image_size", "seed", "tree", "synthetic",
+    "dataset_id", "config", "revision", "n_dropped", "dropped_by_reason",
+)  # fmt: skip
 DATASET_PATTERNS = ("*.parquet", README_NAME)
 
 
@@ -54,6 +61,8 @@ def dataset_card_text(dsd: Any, repo_id: str, *, license: str = DEFAULT_DATASET_
         configs=[
             {"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*"} for s in sizes]}
         ],
+        # what load_galaxy_dataset(repo_id) restores: the tree of a whole-tree set, the label scheme, the source
+        **{CARD_FACTS_KEY: jsonable({k: v for k, v in facts.items() if k in _CARD_FACTS})},
     )
     keys = [k for k in citation_keys(release, task="image-classification", lora=False) if k in CITATIONS]
     keys = [k for k in keys if k not in ("dosovitskiy2021",)]  # the data's papers, not a model's

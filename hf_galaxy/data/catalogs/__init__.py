@@ -82,6 +82,7 @@ def detect_format(path: str | os.PathLike) -> str:
     if not p.exists():
         raise CatalogError(f"catalogue not found: {p}")
     columns = [str(c) for c in p.frame.columns] if isinstance(p, InMemoryTable) else _columns_of(p)
+    columns = [c for c in columns if not c.startswith("hf_galaxy_")]  # a loader's bookkeeping, not the user's
     for fmt in _READERS:
         if _module(fmt).sniff(p, columns):
             return fmt

@@ -205,6 +205,19 @@ def fractions_disagree(counts: pd.DataFrame, fractions: pd.DataFrame, total: pd.
     return np.nan_to_num(gap, nan=0.0).max(axis=1) > FRACTION_TOLERANCE
 
 
+#: columns every reader carries through unchanged, row for row (a loader's own bookkeeping, e.g. which row of a
+#: Hub dataset holds each galaxy's image)
+PASS_THROUGH_PREFIX = "hf_galaxy_"
+
+
+def pass_through(df: pd.DataFrame, out: dict[str, object]) -> None:
+    """Copy ``df``'s :data:`PASS_THROUGH_PREFIX` columns into ``out`` (a reader's output columns, aligned
+    with ``df``'s rows)."""
+    for c in df.columns:
+        if str(c).startswith(PASS_THROUGH_PREFIX):
+            out[c] = df[c].to_numpy()
+
+
 def drop_rows(
     out: dict[str, object], bad: dict[str, np.ndarray], ids: Sequence[str]
 ) -> tuple[dict[str, object], list[tuple[str, str]]]:

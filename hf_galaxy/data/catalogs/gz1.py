@@ -108,6 +108,7 @@ def read(path: Path, image_dir: Path | None, **options: object) -> Catalog:
         c := common.find_column(cols, "split")
     ) is not None:  # the catalogue's own train/validation/test split
         out["split"] = df[c].to_numpy(dtype=object)
+    common.pass_through(df, out)
     table = pd.DataFrame(out)
     for name in ("flag_spiral", "flag_elliptical", "flag_uncertain"):
         if name in table:

@@ -82,7 +82,8 @@ def read(path: Path, image_dir: Path | None, **options: object) -> Catalog:
         "n_not_asked": not_asked,
     }
     if (
-        c := common.find_column(cols, "split")
+        c := common.find_column(list(df.columns), "split")
     ) is not None:  # the catalogue's own train/validation/test split
         out["split"] = df[c].to_numpy(dtype=object)
+    common.pass_through(df, out)
     return Catalog(table=pd.DataFrame(out), release=RELEASE, source=source, tree=GZ2_TREE, meta=meta)
