@@ -29,7 +29,14 @@ from PIL import Image
 
 from hf_galaxy.data.catalogs import InMemoryTable, read_catalog
 from hf_galaxy.data.catalogs.base import CatalogError
-from hf_galaxy.data.hub import is_embedded, is_prepared, open_embedded
+from hf_galaxy.data.hub import (
+    EMBEDDED_IMAGE,
+    EMBEDDED_PREFIX,
+    EMBEDDED_ROW,
+    is_embedded,
+    is_prepared,
+    open_embedded,
+)
 from hf_galaxy.data.labels import Labels, make_labels
 
 logger = logging.getLogger(__name__)
@@ -41,8 +48,6 @@ _SPLIT_ALIASES = {alias: split for split, more in _SPLIT_SPELLINGS.items() for a
 _INFO_PREFIX = "hf-galaxy:"
 #: shards of each streamed split (``IterableDataset.n_shards``): what nodes and DataLoader workers divide
 STREAMING_SHARDS = 32
-#: ``image_path`` of a row whose image is stored in the source dataset: ``embedded://SPLIT`` (row ``image_index``)
-EMBEDDED_PREFIX = "embedded://"
 _FORMAT_VERSION = "1"  # bump when the prepared rows change, to invalidate old caches
 
 
@@ -483,10 +488,25 @@ def _generate_rows(
     raises :class:`ImageError` naming the row and the file.
     """
     for row in rows:
-        out = {k: v for k, v in row.items() if k not in ("image_path", "image_index")}
-        out["image"], error = prepare_row_image(row, image_size, max_pixels, strict=strict, embedded=embedded)
-        out["skip_reason"] = "" if error is None else f"{error.reason}|{error}"
-        yield out
+        yield _example(row, image_size, strict, max_pixels, embedded)
+
+
+def _example(
+    row: Mapping[str, Any],
+    image_size: int | None,
+    strict: bool,
+    max_pixels: int | None,
+    embedded: Any,
+    data: bytes | None = None,
+) -> dict[str, Any]:
+    """One generated example: the row's columns, its prepared ``image`` (None when it cannot be) and the
+    ``skip_reason`` (empty, or ``reason|detail``)."""
+    out = {k: v for k, v in row.items() if k not in ("image_path", "image_index")}
+    out["image"], error = prepare_row_image(
+        row, image_size, max_pixels, strict=strict, embedded=embedded, data=data
+    )
+    out["skip_reason"] = "" if error is None else f"{error.reason}|{error}"
+    return out
 
 
 def prepare_row_image(
@@ -496,29 +516,32 @@ def prepare_row_image(
     *,
     strict: bool = False,
     embedded: Any = None,
+    data: bytes | None = None,
 ) -> tuple[dict[str, Any] | None, ImageError | None]:
     """:func:`prepare_image` of one catalogue row (``id``, ``image_path``, ``image_index``) as ``(image, None)``,
     or ``(None, error)``: an image that cannot be prepared, for any reason, is a skip with its reason, never a
     failed load; with ``strict`` it raises :class:`ImageError` naming the row and the file. A row whose image
     lives in a dataset (``image_path`` ``embedded://SPLIT``) reads it from ``embedded``, an
-    :class:`~hf_galaxy.data.hub.EmbeddedSource`."""
+    :class:`~hf_galaxy.data.hub.EmbeddedSource`, unless its encoded bytes are given as ``data`` (already read
+    from a stream)."""
+    path = row["image_path"]
+    inside = embedded is not None and path is not None and str(path).startswith(EMBEDDED_PREFIX)
+    split = str(path)[len(EMBEDDED_PREFIX) :] if inside else None
+    where = f"{embedded.name}[{split}][{row['image_index']}] (id={row['id']})" if split is not None else path
     try:
-        path = row["image_path"]
         if path is None:
             raise ImageError(
                 f"row id={row['id']}: no image file is named for this galaxy", "no image file named"
             )
-        if embedded is not None and str(path).startswith(EMBEDDED_PREFIX):
-            split = str(path)[len(EMBEDDED_PREFIX) :]
-            data = embedded.image_bytes(split, int(row["image_index"]))
-            where = f"{embedded.name}[{split}][{row['image_index']}] (id={row['id']})"
+        if split is not None:
+            if data is None:
+                data = embedded.image_bytes(split, int(row["image_index"]))
             return prepare_embedded_image(data, where, image_size, max_pixels), None
         return prepare_image(path, row.get("image_index"), image_size, max_pixels), None
     except Exception as exc:  # one bad image never fails the whole load
         if not isinstance(exc, ImageError):
             exc = ImageError(
-                f"{row['image_path']}: unexpected {type(exc).__name__} while preparing it ({exc})",
-                "unexpected error",
+                f"{where}: unexpected {type(exc).__name__} while preparing it ({exc})", "unexpected error"
             )
         if strict:
             raise ImageError(f"row id={row['id']}: {exc} (strict=True stops at the first problem)") from exc
@@ -625,17 +648,6 @@ def _prepared(source: Any, label_scheme: str, image_size: int | None) -> Any:
     return out
 
 
-#: columns that carry an embedded image's split and row through the release readers
-_EMBEDDED_IMAGE, _EMBEDDED_ROW = "hf_galaxy_embedded_image", "hf_galaxy_embedded_row"  # PASS_THROUGH_PREFIX
-
-
-def _embedded_table(source: Any) -> pd.DataFrame:
-    """The catalogue table of an :class:`~hf_galaxy.data.hub.EmbeddedSource`, its image references in columns the
-    readers pass through."""
-    table = source.table()
-    return table.rename(columns={"image_path": _EMBEDDED_IMAGE, "image_index": _EMBEDDED_ROW})
-
-
 # ----------------------------------------------------------------------------------------------- main API
 def load_galaxy_dataset(
     catalog: str | os.PathLike,
@@ -723,15 +735,13 @@ def load_galaxy_dataset(
         )
         if is_prepared(embedded):  # hf-galaxy's own layout (publish_dataset): already labelled and split
             return _prepared(embedded, label_scheme, image_size)
-        cat = read_catalog(
-            InMemoryTable(_embedded_table(embedded), embedded.name), format=format, **reader_options
-        )
-        if _EMBEDDED_IMAGE not in cat.table.columns:
+        cat = read_catalog(InMemoryTable(embedded.table(), embedded.name), format=format, **reader_options)
+        if EMBEDDED_IMAGE not in cat.table.columns:
             raise CatalogError(
                 f"{embedded.name}: the {cat.release} reader cannot read images stored in a dataset"
             )
         cat.table = cat.table.assign(
-            image_path=cat.table.pop(_EMBEDDED_IMAGE), image_index=cat.table.pop(_EMBEDDED_ROW)
+            image_path=cat.table.pop(EMBEDDED_IMAGE), image_index=cat.table.pop(EMBEDDED_ROW)
         )
         catalog = embedded.name
     else:
@@ -958,23 +968,7 @@ def _generate_streamed_embedded(
         for index, data in enumerate(embedded.stream_images(split)):
             k = wanted.get(index)
             if k is not None:
-                row = rows.row(k)
-                out = {c: v for c, v in row.items() if c not in ("image_path", "image_index")}
-                where = f"{embedded.name}[{split}][{index}] (id={row['id']})"
-                try:
-                    out["image"], error = prepare_embedded_image(data, where, image_size, max_pixels), None
-                except Exception as exc:  # one bad image never fails the whole load
-                    if not isinstance(exc, ImageError):
-                        exc = ImageError(
-                            f"{where}: unexpected {type(exc).__name__} ({exc})", "unexpected error"
-                        )
-                    if strict:
-                        raise ImageError(
-                            f"row id={row['id']}: {exc} (strict=True stops at the first problem)"
-                        ) from exc
-                    out["image"], error = None, exc
-                out["skip_reason"] = "" if error is None else f"{error.reason}|{error}"
-                yield out
+                yield _example(rows.row(k), image_size, strict, max_pixels, embedded, data)
             if index >= last:
                 break
 

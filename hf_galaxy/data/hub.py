@@ -23,6 +23,12 @@ import pandas as pd
 from hf_galaxy.data.catalogs.base import CatalogError
 
 #: a Hub repo id: ``owner/name`` (letters, digits, ``-``, ``_``, ``.``)
+#: ``image_path`` of a row whose image is stored in the source dataset: ``embedded://SPLIT`` (row ``image_index``)
+EMBEDDED_PREFIX = "embedded://"
+#: the catalogue-table columns that carry each row's image split and row through the release readers (the readers
+#: pass ``hf_galaxy_*`` columns through: :data:`~hf_galaxy.data.catalogs._common.PASS_THROUGH_PREFIX`)
+EMBEDDED_IMAGE, EMBEDDED_ROW = "hf_galaxy_embedded_image", "hf_galaxy_embedded_row"
+
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TABLE_SUFFIXES = (".csv", ".gz", ".tsv", ".txt", ".parquet", ".pq", ".fits", ".fit", ".h5", ".hdf5", ".json")
 
@@ -46,44 +52,30 @@ class EmbeddedSource:
 
     def table(self) -> pd.DataFrame:
         """Every column but the images, all splits stacked, with ``split`` (the source split, when its splits are
-        kept), ``image_path``
-        (``embedded://SPLIT``) and ``image_index`` (the row in that split)."""
-        from hf_galaxy.data.dataset import EMBEDDED_PREFIX
-
+        kept), :data:`EMBEDDED_IMAGE` (``embedded://SPLIT``) and :data:`EMBEDDED_ROW` (the row in that split)."""
         frames = []
         for split, ds in self.splits.items():
             if self.image_streams is not None:  # vote columns only, streamed in batches
                 frame = pd.concat([pd.DataFrame(b) for b in ds.iter(batch_size=10_000)], ignore_index=True)
             else:
                 frame = ds.remove_columns([self.image_column]).to_pandas()
-            for reserved in ("image_path", "image_index"):
-                if reserved in frame.columns:
-                    frame = frame.rename(columns={reserved: f"source_{reserved}"})
             if self.own_splits:
                 frame["split"] = split
-            frame["image_path"] = EMBEDDED_PREFIX + split
-            frame["image_index"] = range(len(frame))
+            frame[EMBEDDED_IMAGE] = EMBEDDED_PREFIX + split
+            frame[EMBEDDED_ROW] = range(len(frame))
             frames.append(frame)
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def image_bytes(self, split: str, index: int) -> bytes | None:
         """The encoded image of row ``index`` of ``split``."""
-        value = self.splits[split][int(index)][self.image_column]
-        if isinstance(value, Mapping):
-            data = value.get("bytes")
-            if data is None and value.get("path"):
-                with open(value["path"], "rb") as f:  # an image stored by path (a local dataset)
-                    return f.read()
-            return data
-        return value
+        return _encoded(self.splits[split][int(index)][self.image_column])
 
     def stream_images(self, split: str) -> Any:
         """The encoded images of ``split`` in row order (a streamed source only)."""
         if self.image_streams is None:
             raise ValueError(f"{self.name} is not streamed")
         for row in self.image_streams[split]:
-            value = row[self.image_column]
-            yield value.get("bytes") if isinstance(value, Mapping) else value
+            yield _encoded(row[self.image_column])
 
     def fingerprint(self) -> str:
         """Identifies the source's content (the ``datasets`` fingerprints of its splits)."""
@@ -91,6 +83,17 @@ class EmbeddedSource:
         for split, ds in sorted(self.splits.items()):
             h.update(f"{split}:{getattr(ds, '_fingerprint', '')}:{len(ds)}".encode())
         return h.hexdigest()[:16]
+
+
+def _encoded(value: Any) -> bytes | None:
+    """The bytes of an undecoded ``datasets.Image`` value (read from its ``path`` when it has no bytes)."""
+    if not isinstance(value, Mapping):
+        return value
+    data = value.get("bytes")
+    if data is None and value.get("path"):
+        with open(value["path"], "rb") as f:  # an image stored by path (a local dataset)
+            return f.read()
+    return data
 
 
 def _image_column(features: Mapping[str, Any], where: str) -> str:
@@ -109,9 +112,9 @@ def _image_column(features: Mapping[str, Any], where: str) -> str:
 def _as_splits(data: Any) -> dict[str, Any]:
     import datasets
 
-    if isinstance(data, datasets.Dataset):
+    if isinstance(data, (datasets.Dataset, datasets.IterableDataset)):
         return {"train": data} if data.split is None else {str(data.split): data}
-    if isinstance(data, (datasets.DatasetDict, Mapping)):
+    if isinstance(data, Mapping):
         return {str(k): v for k, v in data.items()}
     raise CatalogError(f"expected a datasets.Dataset or DatasetDict, got {type(data).__name__}")
 
@@ -228,12 +231,12 @@ def open_embedded(
             source, where, hub = str(path), str(path), {}
             kwargs["name"] = name
         else:
-            source, where = text, f"Hub dataset {text}"
+            source, where = text, f"Hub dataset {text}" + (f" ({name})" if name else "")
             hub = {"dataset_id": text, "config": name, "revision": revision}
             kwargs.update(name=name, revision=revision)
         try:
             if streaming:
-                return _open_streamed(source, kwargs, where, hub, own_splits, name)
+                return _open_streamed(source, kwargs, where, hub, own_splits)
             splits = _as_splits(datasets.load_dataset(source, **kwargs))
         except (FileNotFoundError, ConnectionError, ValueError, OSError) as err:
             detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -246,8 +249,6 @@ def open_embedded(
             )
             local = "" if not hub else f"; if {text} is meant as a local path, it does not exist"
             raise CatalogError(f"{where}: could not be loaded ({detail}){how}{local}") from err
-        if name and hub:
-            where += f" ({name})"
     if not splits:
         raise CatalogError(f"{where}: the dataset has no splits")
     first = next(iter(splits.values()))
@@ -267,7 +268,7 @@ def open_embedded(
 
 
 def _open_streamed(
-    source: str, kwargs: dict[str, Any], where: str, hub: dict[str, Any], own_splits: bool, name: str | None
+    source: str, kwargs: dict[str, Any], where: str, hub: dict[str, Any], own_splits: bool
 ) -> EmbeddedSource:
     """:func:`open_embedded` with ``streaming``: two lazy readers of the same files, one of the vote columns
     and one of the image column."""
@@ -279,16 +280,11 @@ def _open_streamed(
     features = first.features
     if features is None:  # no recorded features: read them off the first example's columns
         features = datasets.Features({k: datasets.Value("string") for k in next(iter(first))})
-    column = _image_column(features, where + (f" ({name})" if name and hub else ""))
+    column = _image_column(features, where)
     others = [c for c in features if c != column]
-    votes = datasets.load_dataset(source, streaming=True, columns=others, **kwargs)
-    images = datasets.load_dataset(source, streaming=True, columns=[column], **kwargs)
-    vote_splits = _as_splits(votes) if isinstance(votes, datasets.IterableDatasetDict) else {"train": votes}
-    image_splits = (
-        _as_splits(images) if isinstance(images, datasets.IterableDatasetDict) else {"train": images}
-    )
-    image_splits = {k: v.cast_column(column, datasets.Image(decode=False)) for k, v in image_splits.items()}
+    votes = _as_splits(datasets.load_dataset(source, streaming=True, columns=others, **kwargs))
+    images = _as_splits(datasets.load_dataset(source, streaming=True, columns=[column], **kwargs))
+    images = {k: v.cast_column(column, datasets.Image(decode=False)) for k, v in images.items()}
     return EmbeddedSource(
-        name=where + (f" ({name})" if name and hub else ""), splits=vote_splits, image_column=column, hub=hub,
-        own_splits=own_splits, image_streams=image_splits,
-    )  # fmt: skip
+        name=where, splits=votes, image_column=column, hub=hub, own_splits=own_splits, image_streams=images
+    )
