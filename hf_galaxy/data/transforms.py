@@ -417,20 +417,8 @@ class GalaxyTransform:
 class TreeTransform(GalaxyTransform):
     """:class:`GalaxyTransform` for whole-tree datasets: images -> ``pixel_values``, ``counts`` (the vote count
     of every answer, laid out by ``answer_names``) -> float ``counts``. A training flip swaps the counts of
-    mirror-image answers (clockwise <-> anticlockwise) as it swaps chiral classes."""
-
-    def __init__(
-        self,
-        image_processor: Any,
-        answer_names: Sequence[str],
-        *,
-        train: bool = False,
-        augment: AugmentConfig | None = None,
-        image_column: str = "image",
-    ) -> None:
-        super().__init__(
-            image_processor, answer_names, train=train, augment=augment, image_column=image_column
-        )
+    mirror-image answers (clockwise <-> anticlockwise) as it swaps chiral classes. Its ``class_names`` are the
+    tree's answer names."""
 
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         images = batch[self.image_column]

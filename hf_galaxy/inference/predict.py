@@ -432,7 +432,11 @@ def evaluate_model(
                 f"{model_name_or_path} is a whole-tree model: evaluate it on a dataset loaded with --label_scheme "
                 "tree (the vote count of every answer)"
             )
-        width = len(dataset_split[0]["counts"]) if len(dataset_split) else layout.n_answers
+        width = (
+            len(dataset_split.select_columns(["counts"])[0]["counts"])
+            if len(dataset_split)
+            else layout.n_answers
+        )
         if width != layout.n_answers:
             raise ValueError(
                 f"the dataset's counts have {width} answers; the model's tree {layout.name!r} has {layout.n_answers}"

@@ -64,14 +64,11 @@ class _Images(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        from hf_galaxy.data.dataset import open_image
+        from hf_galaxy.inference.predict import ImageRows
 
         item = self.images[i]
-        if isinstance(item, (str, os.PathLike)):
-            try:
-                return {"id": str(item), "image": open_image(str(item), None)}
-            except (OSError, ValueError) as err:
-                return {"id": str(item), "error": str(err)}
+        if isinstance(item, (str, os.PathLike)):  # a file: read as every image file is, errors kept
+            return ImageRows([(str(item), str(item), None)])[0]
         return {"id": str(i), "image": item}
 
 

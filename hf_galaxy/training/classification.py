@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import TrainerCallback, TrainingArguments
 
-from hf_galaxy.data.transforms import GalaxyTransform, parse_rotations
+from hf_galaxy.data.transforms import GalaxyTransform, TreeTransform, parse_rotations
 from hf_galaxy.metrics import confusion, make_compute_metrics, softmax, split_label_ids
 from hf_galaxy.models import apply_lora, load_classifier, save_lora_model
 from hf_galaxy.training.arguments import DataArguments, ModelArguments, ScriptArguments
@@ -401,18 +401,11 @@ def prepare_run(
         raise ValueError(f"eval_strategy={training_args.eval_strategy} needs a 'validation' split")
     image_size = data_args.image_size or prepared_image_size(train_raw)
     model, processor = _load_classifier(model_args, class_names, image_size)
-    if tree is not None:
-        from hf_galaxy.data.transforms import TreeTransform
-
-        train_transform: GalaxyTransform = TreeTransform(
-            processor, class_names, train=data_args.augment, augment=data_args.augment_config()
-        )
-        eval_transform: GalaxyTransform = TreeTransform(processor, class_names, train=False)
-    else:
-        train_transform = GalaxyTransform(
-            processor, class_names, train=data_args.augment, augment=data_args.augment_config()
-        )
-        eval_transform = GalaxyTransform(processor, class_names, train=False)
+    transform = TreeTransform if tree is not None else GalaxyTransform
+    train_transform = transform(
+        processor, class_names, train=data_args.augment, augment=data_args.augment_config()
+    )
+    eval_transform = transform(processor, class_names, train=False)
     return PreparedRun(
         dataset_dict=dataset_dict,
         class_names=class_names,
@@ -442,17 +435,16 @@ def dataset_tree(dsd: Any) -> Any:
     from hf_galaxy.data.dataset import describe
     from hf_galaxy.data.tree import TreeLayout
 
-    has_counts = "counts" in (dsd["train"].column_names or [])
-    data = describe(dsd).get("tree")
-    if not has_counts:
+    if "counts" not in (dsd["train"].column_names or []):
         return None
+    data = describe(dsd).get("tree")
     if not isinstance(data, dict):
         raise ValueError(
             "the dataset has a 'counts' column but no decision tree in its facts; load it with "
             "load_galaxy_dataset(..., label_scheme='tree')"
         )
     layout = TreeLayout.from_dict(data)
-    width = len(dsd["train"][0]["counts"])
+    width = len(dsd["train"].select_columns(["counts"])[0]["counts"])  # no image decoded
     if width != layout.n_answers:
         raise ValueError(
             f"the dataset's counts have {width} entries; its tree {layout.name!r} has {layout.n_answers}"

@@ -19,6 +19,7 @@ from torch import nn
 
 from hf_galaxy.data.tree import TreeLayout
 from hf_galaxy.training.classification import ClassificationTrainer
+from hf_galaxy.training.trainer import GalaxyTrainer
 from hf_galaxy.training.tree_loss import expected_fractions, tree_loss
 
 #: the batch key a whole-tree trainer treats as its labels (``TrainingArguments.label_names``)
@@ -101,9 +102,9 @@ class TreeTrainer(ClassificationTrainer):
     def write_plots(self, output_dir: Path) -> None:
         """Training curves, ``tree_fractions.png`` (predicted against volunteer fractions, per question) and
         the sample grid (first question) of the final split."""
-        from hf_galaxy.plots import plot_sample_grid, plot_training_curves, plot_tree_fractions
+        from hf_galaxy.plots import plot_sample_grid, plot_tree_fractions
 
-        plot_training_curves(self.state.log_history, output_dir / "training_curves.png")
+        GalaxyTrainer.write_plots(self, output_dir)  # the curves; not the classifier's confusion matrix
         prediction, split = self.final_prediction, self.plot_split
         if prediction is None or split is None:
             return
@@ -121,12 +122,11 @@ class TreeTrainer(ClassificationTrainer):
         k = min(self.num_grid_images, len(split), len(fractions))
         if k > 0:
             rows = split.select(range(k))
-            root_names = [f"{a}" for a in self.tree.answers[0]]
             plot_sample_grid(
                 [r["image"] for r in rows],
                 [int(np.argmax(r["counts"][root])) for r in rows],
                 fractions[:k, root].argmax(axis=1),
-                root_names,
+                list(self.tree.answers[0]),
                 output_dir / "sample_grid.png",
                 probs=fractions[:k, root],
             )
