@@ -53,7 +53,7 @@ def load_training_data(
         )
         folder = Path(data_dir or Path(output_dir) / "synthetic_data")
         if kwargs.get("label_scheme") == "tree":  # whole-tree vote counts in a GZ DECaLS or GZ2 layout
-            tree = getattr(data_args, "synthetic_tree", "decals")
+            tree = data_args.synthetic_tree
             zoo = make_galaxy_zoo(folder, n, seed=seed, image_size=data_args.synthetic_image_size, tree=tree)
             dsd = load_galaxy_dataset(zoo.tree_catalog_path, zoo.out_dir, **kwargs)
         else:
